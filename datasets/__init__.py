@@ -1,0 +1,1 @@
+"""Lightning DataModules: every dataset decoded once into in-memory tensors, served in batches."""

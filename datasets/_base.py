@@ -1,0 +1,120 @@
+"""In-memory datasets served a batch at a time, and the DataModule base every task shares.
+
+Data are decoded once into tensors; a batch is one fancy-index into them (``__getitems__``), with
+no per-sample Python or PIL work, so the loader costs next to nothing beside the model.
+"""
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+BatchTransform = Callable[[Tensor], Tensor]
+
+
+def keep_batch(batch: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """``collate_fn`` for datasets whose ``__getitems__`` already returns a whole batch."""
+    return batch
+
+
+class TensorBatches(Dataset):
+    """Inputs and targets held in memory; ``inputs_transform`` runs once per batch.
+
+    ``DataLoader`` fetches through ``__getitems__`` with the list of a batch's indices, so a batch
+    costs one indexing and one transform call.
+    """
+
+    def __init__(
+        self, inputs: Tensor, targets: Tensor, inputs_transform: BatchTransform | None = None
+    ) -> None:
+        if len(inputs) != len(targets):
+            raise ValueError(
+                f"inputs and targets differ in length: {len(inputs)} vs {len(targets)}"
+            )
+        self.inputs = inputs
+        self.targets = targets
+        self.inputs_transform = inputs_transform
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
+        index = torch.as_tensor(indices)
+        inputs = self.inputs[index]
+        if self.inputs_transform is not None:
+            inputs = self.inputs_transform(inputs)
+        return inputs, self.targets[index]
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        inputs, targets = self.__getitems__([i])
+        return inputs[0], targets[0]
+
+
+class InMemoryDataModule(L.LightningDataModule):
+    """Base of every datamodule: seeded splits built once, batched loaders, task metadata.
+
+    Subclasses set ``task`` (one of ``losses._core.TASKS``) and implement ``build_splits``, which
+    returns the train, validation and test :class:`TensorBatches`. ``data_stats`` exposes what a
+    loss may need from the training split (``class_counts``), filled into the loss config by
+    ``losses.registry.build_loss``.
+    """
+
+    task: str = ""
+    num_classes: int
+    in_channels: int
+    image_size: int
+
+    def __init__(self, batch_size: int, eval_batch_size: int, num_workers: int = 0) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.splits: dict[str, TensorBatches] | None = None
+
+    def build_splits(self) -> tuple[TensorBatches, TensorBatches, TensorBatches]:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is None:
+            self.splits = dict(zip(("train", "val", "test"), self.build_splits(), strict=True))
+
+    @property
+    def data_stats(self) -> dict:
+        return {}
+
+    @property
+    def num_outputs(self) -> int:
+        return self.num_classes
+
+    @property
+    def model_inputs(self) -> dict:
+        """What model configs leave null and the data fill in."""
+        return {
+            "in_channels": self.in_channels,
+            "image_size": self.image_size,
+            "num_outputs": self.num_outputs,
+        }
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        self.setup()
+        return DataLoader(
+            self.splits[split],
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            # a ragged last batch would give BatchNorm a batch of one and skew per-step curves
+            drop_last=train and len(self.splits[split]) > self.batch_size,
+            collate_fn=keep_batch,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)

@@ -1,0 +1,101 @@
+"""Hydra compose-API fixtures: configs as ``train.py`` would see them, with tiny budgets."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+import train  # noqa: F401  (registers the run_name resolver)
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = ROOT / "conf"
+
+# Small enough that a fit + test takes a few seconds on two CPU cores.
+TINY = {
+    "seg_imbalanced": [
+        "data.n_train=64",
+        "data.n_val=32",
+        "data.n_test=32",
+        "data.image_size=32",
+        "data.batch_size=16",
+        "model.width=8",
+    ],
+    "mnist": ["data.val_size=100", "data.batch_size=32", "model.width=8"],
+    "fashion_mnist": ["data.val_size=100", "data.batch_size=32", "model.width=8"],
+}
+FAST_TRAINER = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "trainer.num_sanity_val_steps=0",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "trainer.log_every_n_steps=1",
+]
+
+
+@pytest.fixture
+def fake_mnist_dir(tmp_path_factory) -> Path:
+    from idx_fixture import write_fake_idx
+
+    return write_fake_idx(tmp_path_factory.mktemp("mnist"), n_train=600, n_test=200)
+
+
+@pytest.fixture
+def make_cfg(tmp_path, request) -> Callable[..., DictConfig]:
+    """``make_cfg("loss=focal", ...)``: the composed config, run dir in ``tmp_path``, MNIST from
+    a fake IDX fixture, tiny data and budget unless ``tiny=False``."""
+
+    def _make(*overrides: str, tiny: bool = True) -> DictConfig:
+        data = next(
+            (o.split("=", 1)[1] for o in overrides if o.startswith("data=")), "seg_imbalanced"
+        )
+        extra = [*TINY.get(data, []), *FAST_TRAINER] if tiny else []
+        if data in ("mnist", "fashion_mnist"):
+            extra += [
+                f"data.data_dir={request.getfixturevalue('fake_mnist_dir')}",
+                "data.download=false",
+            ]
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+            cfg = compose("train", overrides=[*extra, *overrides], return_hydra_config=True)
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(tmp_path)
+        HydraConfig.instance().set_config(cfg)
+        return cfg
+
+    yield _make
+    GlobalHydra.instance().clear()
+
+
+def read_events(run_dir: Path) -> dict:
+    """Scalars (tag -> [(step, value)]), image tags and HParams (names -> values, metric tags) of
+    the TensorBoard run in ``run_dir`` (fit, test and the final HParams each close and reopen the
+    writer, so a run is a few event files, which TensorBoard reads as one run)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    scalars = {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    hparams, metric_tags = {}, []
+    for content in acc.PluginTagToContent("hparams").values():
+        data = plugin_data_pb2.HParamsPluginData.FromString(content)
+        if data.HasField("session_start_info"):
+            hparams = {
+                k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind"))
+                for k, v in data.session_start_info.hparams.items()
+            }
+        if data.HasField("experiment"):
+            metric_tags = [m.name.tag for m in data.experiment.metric_infos]
+    return {
+        "scalars": scalars,
+        "images": acc.Tags()["images"],
+        "hparams": hparams,
+        "metric_tags": metric_tags,
+    }

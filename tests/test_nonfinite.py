@@ -1,0 +1,145 @@
+"""The non-finite guard: incidents counted at the step they happen, each policy applied."""
+
+import json
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from conftest import read_events
+from hydra.utils import instantiate
+from torch import Tensor
+
+from losses._core import Loss
+from losses.segmentation import bce
+from train import train
+from trainer.callbacks import NonFiniteError, NonFiniteGuard
+from trainer.module import LossExperiment
+from trainer.tasks import Segmentation
+
+BAD_STEP = 3
+
+
+class NaNAtStep(Loss):
+    """BCE, except that the loss of training step ``BAD_STEP`` is NaN (test-only: counts calls)."""
+
+    tasks = ("segmentation",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def compute(self, input: Tensor, target: Tensor) -> Tensor:
+        loss = bce(input, target)
+        if torch.is_grad_enabled():
+            self.calls += 1
+            if self.calls == BAD_STEP + 1:
+                return loss * float("nan")
+        return loss
+
+
+class Snapshot(L.Callback):
+    """Parameters and Adam state just before and just after the bad step's optimizer step."""
+
+    def __init__(self) -> None:
+        self.before: dict = {}
+        self.after: dict = {}
+
+    @staticmethod
+    def _state(pl_module, trainer) -> dict:
+        optimizer = trainer.optimizers[0]
+        return {
+            "params": [p.detach().clone() for p in pl_module.parameters()],
+            "exp_avg": [
+                optimizer.state[p]["exp_avg"].clone()
+                for p in pl_module.parameters()
+                if p in optimizer.state
+            ],
+            "steps": [
+                float(optimizer.state[p]["step"])
+                for p in pl_module.parameters()
+                if p in optimizer.state
+            ],
+        }
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == BAD_STEP:
+            self.before = self._state(pl_module, trainer)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx == BAD_STEP:
+            self.after = self._state(pl_module, trainer)
+
+
+def fit_with_injected_nan(
+    cfg, policy: str, tmp_path: Path
+) -> tuple[NonFiniteGuard, Snapshot, L.Trainer]:
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model, in_channels=1, image_size=32)
+    module = LossExperiment(model, NaNAtStep(), Segmentation(), instantiate(cfg.optimizer))
+    guard, snapshot = NonFiniteGuard(policy=policy), Snapshot()
+    trainer = L.Trainer(
+        default_root_dir=tmp_path,
+        max_epochs=1,
+        limit_train_batches=6,
+        limit_val_batches=0,
+        callbacks=[guard, snapshot],
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    return guard, snapshot, trainer
+
+
+def test_skip_counts_the_incident_at_its_step_and_leaves_weights_and_optimizer_alone(
+    make_cfg, tmp_path
+):
+    guard, snapshot, trainer = fit_with_injected_nan(make_cfg("data.n_train=128"), "skip", tmp_path)
+    assert guard.counts["loss"] == 1
+    assert guard.first_step == BAD_STEP
+    assert guard.incidents[0] == {"step": BAD_STEP, "kinds": ["loss", "grad"], "action": "skip"}
+    assert guard.skipped == 1 and guard.stop_reason is None
+    for before, after in zip(snapshot.before["params"], snapshot.after["params"], strict=True):
+        assert torch.equal(before, after)
+    for before, after in zip(snapshot.before["exp_avg"], snapshot.after["exp_avg"], strict=True):
+        assert torch.equal(before, after)
+    assert snapshot.before["steps"] == snapshot.after["steps"]
+    assert trainer.global_step == 6  # training went on after the skipped step
+    assert all(torch.isfinite(p).all() for p in trainer.lightning_module.parameters())
+
+
+def test_stop_saves_a_checkpoint_and_ends_the_run(make_cfg, tmp_path):
+    guard, _, trainer = fit_with_injected_nan(make_cfg("data.n_train=128"), "stop", tmp_path)
+    assert guard.stop_reason == f"non-finite loss and grad at step {BAD_STEP} (nan_policy=stop)"
+    assert (tmp_path / "nonfinite-stop.ckpt").exists()
+    assert trainer.global_step == BAD_STEP + 1
+    assert json.loads((tmp_path / "nonfinite.json").read_text())["first_step"] == BAD_STEP
+
+
+def test_raise_names_the_step_and_kinds(make_cfg, tmp_path):
+    with pytest.raises(
+        NonFiniteError, match=f"non-finite loss and grad at step {BAD_STEP} \\(nan_policy=raise\\)"
+    ):
+        fit_with_injected_nan(make_cfg("data.n_train=128"), "raise", tmp_path)
+
+
+def test_bad_policy_is_rejected():
+    with pytest.raises(ValueError, match="nan_policy: expected one of"):
+        NonFiniteGuard(policy="ignore")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("loss", "expect_incidents"), [("bce_manual", True), ("bce", False)])
+def test_debug_nan_preset(make_cfg, tmp_path, loss, expect_incidents):
+    metrics = train(make_cfg("debug='nan'", f"loss={loss}", "trainer.limit_train_batches=8"))
+    summary = json.loads((tmp_path / "nonfinite.json").read_text())
+    total = sum(summary["counts"].values())
+    scalars = read_events(tmp_path)["scalars"]
+    if expect_incidents:
+        assert total > 0 and summary["first_step"] == 0
+        assert scalars["nonfinite/loss"][-1][1] > 0
+        assert metrics["nonfinite/loss"] > 0
+    else:
+        assert total == 0
+        assert all(torch.isfinite(torch.tensor(v)) for _, v in scalars["train/loss_step"])

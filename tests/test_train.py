@@ -1,0 +1,83 @@
+"""End-to-end runs through ``train.train``: what a run writes and logs."""
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import read_events
+
+from train import train
+from trainer.build import ConfigError
+
+
+def test_default_run_logs_everything(make_cfg, tmp_path: Path):
+    metrics = train(make_cfg("loss=focal", "trainer.max_epochs=2"))
+    events = read_events(tmp_path)
+    scalars = events["scalars"]
+    for tag in (
+        "train/loss_step",
+        "train/loss_epoch",
+        "val/loss",
+        "test/loss",
+        "train/grad_norm",
+        "val/dice",
+        "val/iou",
+        "val/precision",
+        "val/recall",
+        "test/dice",
+        "nonfinite/loss",
+        "nonfinite/grad",
+        "nonfinite/param",
+        "nonfinite/first_step",
+    ):
+        assert tag in scalars, tag
+    assert any(tag.startswith("lr-") for tag in scalars)
+    assert len(scalars["val/dice"]) == 2  # once per epoch
+    assert len(scalars["train/loss_step"]) == 8  # every step with log_every_n_steps=1
+    assert "val/pictures" in events["images"]
+    # HParams hold the loss's hyperparameters and the real final metrics
+    assert events["hparams"]["loss"] == "focal"
+    assert events["hparams"]["loss.gamma"] == 2.0
+    assert "final/test/dice" in events["metric_tags"]
+    assert scalars["final/test/dice"][0][1] == pytest.approx(metrics["test/dice"])
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["status"] == "completed"
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists()
+    assert json.loads((tmp_path / "nonfinite.json").read_text())["counts"] == {
+        "loss": 0,
+        "grad": 0,
+        "param": 0,
+    }
+
+
+def test_mnist_per_class_metrics(make_cfg, tmp_path: Path):
+    metrics = train(make_cfg("data=mnist", "model=mlp"))
+    for name in ("test/acc", "test/balanced_acc", "test/macro_f1", "test/min_recall"):
+        assert 0.0 <= metrics[name] <= 1.0
+    assert sorted(k for k in metrics if k.startswith("test/recall/")) == [
+        f"test/recall/{d}" for d in range(10)
+    ]
+
+
+def test_loss_that_does_not_fit_stops_before_training(make_cfg, tmp_path: Path):
+    with pytest.raises(ConfigError) as error:
+        train(make_cfg("loss=ce"))
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(
+        "loss=ce does not fit data=seg_imbalanced (task segmentation); losses that fit:"
+    )
+    assert "dice" in message and "focal" in message
+    assert not list(tmp_path.glob("events.out.tfevents.*"))
+    assert json.loads((tmp_path / "status.json").read_text())["status"] == "failed"
+
+
+def test_model_output_follows_the_data(make_cfg):
+    from hydra.utils import instantiate
+
+    from trainer.build import instantiate_with_data
+
+    cfg = make_cfg("data=mnist", "model=mlp")
+    datamodule = instantiate(cfg.data)
+    model = instantiate_with_data(cfg.model, datamodule.model_inputs)
+    assert model.net[-1].out_features == datamodule.num_classes

@@ -1,0 +1,83 @@
+"""Train one model with one loss on one dataset, as the Hydra config says; test; log everything.
+
+python train.py loss=focal
+python train.py -m loss=focal loss.gamma=0,1,2,5 loss.alpha=0.25,0.5
+tensorboard --logdir outputs
+"""
+
+import logging
+import re
+import sys
+from pathlib import Path
+
+import hydra
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from trainer.build import (
+    check_loss_fits,
+    final_metrics,
+    flat_hparams,
+    instantiate_with_data,
+    log_final_hparams,
+    recorded_status,
+    run_name,
+    test_weights,
+)
+from trainer.module import LossExperiment
+from trainer.tasks import build_task
+
+OmegaConf.register_new_resolver("run_name", run_name, replace=True)
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    choices = HydraConfig.get().runtime.choices
+    output_dir = Path(cfg.paths.output_dir)
+    with recorded_status(output_dir) as status:
+        L.seed_everything(cfg.seed, workers=True)
+        datamodule = instantiate(cfg.data)
+        check_loss_fits(choices.loss, cfg.loss, choices.data, datamodule.task)
+        loss = instantiate_with_data(cfg.loss, datamodule.data_stats)
+        model = instantiate_with_data(cfg.model, datamodule.model_inputs)
+        module = LossExperiment(
+            model,
+            loss,
+            build_task(datamodule),
+            instantiate(cfg.optimizer),
+            instantiate(cfg.scheduler),
+            logit_scale=cfg.logit_scale,
+        )
+        callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+        loggers = [instantiate(c) for c in cfg.logger.values() if c is not None]
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        metrics = final_metrics(trainer)  # the test loop resets what fit logged: take it first
+        trainer.test(module, datamodule=datamodule, ckpt_path=test_weights(trainer, cfg.test_ckpt))
+        metrics |= final_metrics(trainer)
+        log_final_hparams(trainer, flat_hparams(cfg, choices), metrics)
+        stop_reason = next(
+            (c.stop_reason for c in callbacks if getattr(c, "stop_reason", None)), None
+        )
+        status.update(
+            status="stopped" if stop_reason else "completed",
+            stop_reason=stop_reason,
+            metrics=metrics,
+        )
+    log.info("run dir: %s", output_dir)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    train(cfg)
+
+
+if __name__ == "__main__":
+    # Hydra's override grammar reads `nan` as a float, so `debug=nan` would never select
+    # conf/debug/nan.yaml: quote it before Hydra parses the command line.
+    sys.argv = [re.sub(r"^([+~]?debug)=nan$", r"\1='nan'", arg) for arg in sys.argv]
+    main()

@@ -1,0 +1,1 @@
+"""The Lightning side: the experiment module, task metric sets, callbacks, models and builders."""

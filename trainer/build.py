@@ -1,0 +1,207 @@
+"""What ``train.py`` needs beyond Hydra: data-filled instantiation, the loss/task check, run
+names, final HParams and the run's recorded status."""
+
+import inspect
+import json
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from losses._core import Loss
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot train; its message is one line that says what would fit."""
+
+
+def _fill_from_data(node: Any, provided: Mapping[str, Any]) -> None:
+    """Fill, in every ``_target_`` node, the constructor arguments the data provide and the config
+    leaves unset or null (``class_counts`` for weighted losses, ``num_outputs`` for models)."""
+    if isinstance(node, DictConfig):
+        if "_target_" in node:
+            signature = inspect.signature(get_class(node._target_))
+            for name in signature.parameters.keys() & provided.keys():
+                if node.get(name) is None:
+                    node[name] = provided[name]
+        for key in node:
+            _fill_from_data(node._get_node(key), provided)
+    elif isinstance(node, ListConfig):
+        for item in node:
+            _fill_from_data(item, provided)
+
+
+def instantiate_with_data(cfg: DictConfig, provided: Mapping[str, Any]) -> Any:
+    """``hydra.utils.instantiate`` after filling data-dependent arguments (``_fill_from_data``)."""
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        _fill_from_data(cfg, provided)
+    return instantiate(cfg, _convert_="all")
+
+
+@contextmanager
+def open_dict(cfg: DictConfig) -> Iterator[None]:
+    struct = OmegaConf.is_struct(cfg)
+    OmegaConf.set_struct(cfg, False)
+    try:
+        yield
+    finally:
+        OmegaConf.set_struct(cfg, struct)
+
+
+def declared_tasks(loss_cfg: DictConfig) -> set[str]:
+    """Tasks a loss config fits: its class's ``tasks``, or, for a loss made of other losses
+    (``combo``), the tasks all its component losses fit."""
+    own = set(get_class(loss_cfg._target_).tasks)
+    if own:
+        return own
+    parts = [
+        declared_tasks(node)
+        for node in _target_nodes(loss_cfg)
+        if node is not loss_cfg and issubclass(get_class(node._target_), Loss)
+    ]
+    return set.intersection(*parts) if parts else set()
+
+
+def _target_nodes(node: Any) -> Iterator[DictConfig]:
+    if isinstance(node, DictConfig):
+        if "_target_" in node:
+            yield node
+        for key in node:
+            yield from _target_nodes(node._get_node(key))
+
+
+def losses_for_task(task: str, conf_dir: Path = CONF_DIR) -> list[str]:
+    """Names of the shipped loss configs that declare ``task``."""
+    return sorted(
+        path.stem
+        for path in (conf_dir / "loss").glob("*.yaml")
+        if task in declared_tasks(OmegaConf.load(path))
+    )
+
+
+def check_loss_fits(loss_name: str, loss_cfg: DictConfig, data_name: str, task: str) -> None:
+    if task not in declared_tasks(loss_cfg):
+        raise ConfigError(
+            f"loss={loss_name} does not fit data={data_name} (task {task}); "
+            f"losses that fit: {', '.join(losses_for_task(task))}"
+        )
+
+
+def run_name(loss: str, overrides: list[str] | ListConfig) -> str:
+    """``focal-gamma=2-alpha=0.25-seed=1``: the loss, then the job's overrides, ``loss.`` dropped.
+
+    Registered as the ``run_name`` resolver and used for run and sweep directories.
+
+    >>> run_name("focal", ["loss=focal", "loss.gamma=2", "loss.alpha=0.25", "seed=1"])
+    'focal-gamma=2-alpha=0.25-seed=1'
+    """
+    parts = [loss]
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key in ("loss", "ckpt_path") or key.startswith(("hydra.", "paths.")):
+            continue
+        parts.append(override.lstrip("+~").removeprefix("loss."))
+    return re.sub(r"[^\w=.,+-]+", "_", "-".join(parts))[:200]
+
+
+class TaskCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint that monitors the task's own metric (``val/acc``, ``val/dice``, ...)."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        task = pl_module.task
+        self.monitor = f"val/{task.monitor}"
+        self.mode = task.mode
+        self.kth_value = torch.tensor(-torch.inf if task.mode == "max" else torch.inf)
+        super().setup(trainer, pl_module, stage)
+
+
+def test_weights(trainer: L.Trainer, which: str) -> str | None:
+    """``best`` -> the best checkpoint, if validation ever ran; ``last`` (or no best) -> the
+    weights in memory, which are the last ones."""
+    if which not in ("best", "last"):
+        raise ConfigError(f"test_ckpt: expected best or last, got {which!r}")
+    best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+    return best if which == "best" and best else None
+
+
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, bool | int | float | str) else str(value)
+
+
+def flat_hparams(cfg: DictConfig, choices: Mapping[str, str]) -> dict[str, Any]:
+    """The run's hyperparameters for TensorBoard's HParams tab: group choices, then every value of
+    the loss, data, model and optimizer configs, then the training budget and seed."""
+    params: dict[str, Any] = {
+        group: str(choices.get(group)) for group in ("data", "model", "loss", "optimizer")
+    }
+    for group in ("loss", "data", "model", "optimizer", "scheduler"):
+        node = OmegaConf.to_container(cfg[group], resolve=True) if cfg.get(group) else {}
+        for key, value in _flatten(node):
+            if not key.split(".")[-1].startswith("_") and key != "data_dir":
+                params[f"{group}.{key}"] = _plain(value)
+    params.update(
+        seed=cfg.seed,
+        max_epochs=cfg.trainer.get("max_epochs"),
+        precision=str(cfg.trainer.get("precision")),
+        nan_policy=cfg.nan_policy,
+    )
+    return params
+
+
+def _flatten(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _flatten(value, f"{prefix}{key}.")
+    else:
+        yield prefix.rstrip("."), node
+
+
+def final_metrics(trainer: L.Trainer) -> dict[str, float]:
+    """The last logged validation/test values and training loss, as plain floats."""
+    return {
+        name: float(value)
+        for name, value in trainer.callback_metrics.items()
+        if name.startswith(("val/", "test/", "train/loss_epoch", "nonfinite/", "perf/"))
+        and value.numel() == 1
+    }
+
+
+def log_final_hparams(
+    trainer: L.Trainer, hparams: dict[str, Any], metrics: dict[str, float]
+) -> None:
+    """HParams with the final metrics (``final/...`` tags), not Lightning's ``hp_metric = -1``."""
+    for logger in trainer.loggers:
+        logger.log_hyperparams(
+            hparams, metrics={f"final/{k}": v for k, v in metrics.items()}, step=trainer.global_step
+        )
+        logger.save()
+
+
+@contextmanager
+def recorded_status(output_dir: Path) -> Iterator[dict]:
+    """Write ``status.json`` in the run dir: ``running``, then what the run ends as.
+
+    The body may set ``status`` (``completed`` or ``stopped``) and add fields; an exception is
+    recorded as ``failed`` with its message, then propagates.
+    """
+    path = Path(output_dir) / "status.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {"status": "running"}
+    path.write_text(json.dumps(record))
+    try:
+        yield record
+    except BaseException as error:
+        record.update(status="failed", error=f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        path.write_text(json.dumps(record, indent=2))

@@ -1,0 +1,211 @@
+"""Callbacks every run uses: the non-finite guard (with gradient norm) and the picture grid."""
+
+import json
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch.optim import Optimizer
+from torchvision.utils import make_grid
+
+KINDS = ("loss", "grad", "param")
+POLICIES = ("skip", "stop", "raise")
+
+
+class NonFiniteError(RuntimeError):
+    """Raised by the ``raise`` policy: names the step and the kinds of non-finite values."""
+
+
+class NonFiniteGuard(L.Callback):
+    """Checks the loss, the gradients and the parameters before every optimizer step.
+
+    All three checks cost one host sync per step: the loss, the total gradient norm and the total
+    parameter norm are tested together (a norm is finite exactly when every element is). The
+    gradient norm (before clipping) is logged too, since it is computed anyway.
+
+    Policies, applied when anything is NaN/Inf:
+
+    - ``skip``: drop every gradient, so the optimizer step changes neither the parameters nor the
+      optimizer state (momentum, Adam moments and step counts skip parameters without a gradient);
+      after ``max_consecutive`` bad steps in a row, or once the parameters themselves are
+      non-finite (a skipped step cannot repair them), stop as ``stop`` does;
+    - ``stop``: skip this step, save a checkpoint, end the run cleanly (``stop_reason`` says why);
+    - ``raise``: raise :class:`NonFiniteError` naming the step and the kinds.
+
+    Logged: ``nonfinite/{loss,grad,param}`` running counts, ``nonfinite/skipped`` steps and
+    ``nonfinite/first_step``; the full list of incidents goes to ``nonfinite.json`` in the run dir.
+    """
+
+    def __init__(
+        self, policy: str = "skip", max_consecutive: int = 20, max_recorded: int = 1000
+    ) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"nan_policy: expected one of {POLICIES}, got {policy!r}")
+        if max_consecutive < 1:
+            raise ValueError(f"nan_policy: expected max_consecutive >= 1, got {max_consecutive}")
+        self.policy = policy
+        self.max_consecutive = max_consecutive
+        self.max_recorded = max_recorded
+        self.counts = dict.fromkeys(KINDS, 0)
+        self.skipped = 0
+        self.consecutive = 0
+        self.first_step: int | None = None
+        self.incidents: list[dict] = []
+        self.stop_reason: str | None = None
+
+    def on_before_optimizer_step(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer
+    ) -> None:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        grads = [p.grad for p in params if p.grad is not None]
+        with torch.no_grad():
+            grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+            param_norm = torch.nn.utils.get_total_norm(params)
+            loss = pl_module.last_loss if pl_module.last_loss is not None else torch.zeros(())
+            finite = torch.stack([loss.isfinite(), grad_norm.isfinite(), param_norm.isfinite()])
+            finite = finite.cpu().tolist()  # the one host sync of the guard
+        bad = [kind for kind, ok in zip(KINDS, finite, strict=True) if not ok]
+        if bad:
+            self._handle(trainer, optimizer, bad)
+        else:
+            self.consecutive = 0
+        if bad or trainer._logger_connector.should_update_logs:
+            pl_module.log("train/grad_norm", grad_norm.float(), on_step=True, on_epoch=False)
+            pl_module.log_dict(self.logged_counts(), on_step=True, on_epoch=False)
+
+    def logged_counts(self) -> dict[str, float]:
+        counts = {f"nonfinite/{kind}": float(n) for kind, n in self.counts.items()}
+        counts["nonfinite/skipped"] = float(self.skipped)
+        counts["nonfinite/first_step"] = float(-1 if self.first_step is None else self.first_step)
+        return counts
+
+    def _handle(self, trainer: L.Trainer, optimizer: Optimizer, bad: list[str]) -> None:
+        step = trainer.global_step
+        for kind in bad:
+            self.counts[kind] += 1
+        if self.first_step is None:
+            self.first_step = step
+        self.consecutive += 1
+        if self.policy == "raise":
+            self._record(step, bad, "raise")
+            raise NonFiniteError(
+                f"non-finite {' and '.join(bad)} at step {step} (nan_policy=raise)"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        self.skipped += 1
+        if self.policy == "skip" and "param" not in bad and self.consecutive < self.max_consecutive:
+            self._record(step, bad, "skip")
+            return
+        if self.policy == "stop":
+            self.stop_reason = f"non-finite {' and '.join(bad)} at step {step} (nan_policy=stop)"
+        elif "param" in bad:
+            self.stop_reason = (
+                f"parameters became non-finite at step {step}: skipping cannot repair them"
+            )
+        else:
+            self.stop_reason = f"{self.consecutive} consecutive non-finite steps up to step {step}"
+        self._record(step, bad, "stop")
+        checkpoint_dir = Path(
+            trainer.checkpoint_callback.dirpath
+            if trainer.checkpoint_callback
+            else trainer.default_root_dir
+        )
+        trainer.save_checkpoint(checkpoint_dir / "nonfinite-stop.ckpt")
+        trainer.should_stop = True
+
+    def _record(self, step: int, kinds: list[str], action: str) -> None:
+        if len(self.incidents) < self.max_recorded:
+            self.incidents.append({"step": step, "kinds": kinds, "action": action})
+
+    def summary(self) -> dict:
+        return {
+            "policy": self.policy,
+            "counts": self.counts,
+            "skipped_steps": self.skipped,
+            "first_step": self.first_step,
+            "stop_reason": self.stop_reason,
+            "incidents": self.incidents,
+        }
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            Path(trainer.default_root_dir, "nonfinite.json").write_text(
+                json.dumps(self.summary(), indent=2)
+            )
+
+    def state_dict(self) -> dict:
+        return {k: v for k, v in self.summary().items() if k != "policy"} | {
+            "consecutive": self.consecutive
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.counts = dict(state_dict["counts"])
+        self.skipped = state_dict["skipped_steps"]
+        self.first_step = state_dict["first_step"]
+        self.stop_reason = state_dict["stop_reason"]
+        self.incidents = list(state_dict["incidents"])
+        self.consecutive = state_dict["consecutive"]
+
+
+class PictureGrid(L.Callback):
+    """Each validation epoch, a grid of the first ``num_images`` validation samples to TensorBoard.
+
+    Rows come from the task (segmentation: input, target mask, predicted probability); tasks
+    without pictures log nothing.
+    """
+
+    def __init__(self, num_images: int = 8) -> None:
+        self.num_images = num_images
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        if trainer.sanity_checking or not loggers or not trainer.is_global_zero:
+            return
+        dataset = trainer.val_dataloaders.dataset
+        inputs, target = dataset.__getitems__(list(range(min(self.num_images, len(dataset)))))
+        with torch.no_grad():
+            outputs = pl_module(inputs.to(pl_module.device)).float().cpu()
+        rows = pl_module.task.picture_rows(inputs, target, outputs)
+        if rows is None:
+            return
+        grid = make_grid(torch.cat([r.float() for r in rows]), nrow=len(inputs), pad_value=1.0)
+        for logger in loggers:
+            logger.experiment.add_image("val/pictures", grid, trainer.global_step)
+
+
+class Throughput(L.Callback):
+    """Training samples per second, per epoch, over the steps after ``warmup_steps``.
+
+    Only the training steps are timed (validation runs after the epoch's last batch ends). On a
+    GPU the clock reads wait for the device, once per epoch boundary, never per step.
+    """
+
+    def __init__(self, warmup_steps: int = 5) -> None:
+        self.warmup_steps = warmup_steps
+        self.samples = 0
+        self.started: float | None = None
+        self.ended: float | None = None
+
+    def _now(self, pl_module: L.LightningModule) -> float:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        return time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.samples, self.started, self.ended = 0, None, None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if batch_idx == self.warmup_steps:
+            self.started = self._now(pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if self.started is not None:
+            self.samples += len(batch[0])
+            if batch_idx == trainer.num_training_batches - 1:
+                self.ended = self._now(pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.started is not None and self.ended is not None and self.ended > self.started:
+            pl_module.log("perf/train_samples_per_sec", self.samples / (self.ended - self.started))

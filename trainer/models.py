@@ -1,0 +1,115 @@
+"""Models. Input and output sizes come from the data (filled in by ``trainer.build``)."""
+
+import torch
+from torch import Tensor, nn
+
+
+class MLP(nn.Module):
+    """``model=mlp``: flatten, then ``hidden`` ReLU layers, then ``num_outputs`` logits."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        num_outputs: int,
+        hidden: tuple[int, ...] = (256, 128),
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = in_channels * image_size * image_size
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+            width = h
+        layers.append(nn.Linear(width, num_outputs))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    """Two 3x3 conv + BatchNorm + ReLU: the unit of both the CNN and the U-Net."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class CNN(nn.Module):
+    """``model=cnn``: two conv blocks with max-pooling, global average pooling, a linear head.
+
+    About 70k parameters at ``width=32``: above 98 % on MNIST after a couple of CPU-minutes epochs.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_outputs: int,
+        width: int = 32,
+        dropout: float = 0.1,
+        image_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        del image_size  # global pooling: any image size works
+        self.features = nn.Sequential(
+            _conv_block(in_channels, width),
+            nn.MaxPool2d(2),
+            _conv_block(width, 2 * width),
+            nn.MaxPool2d(2),
+        )
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(2 * width, num_outputs),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+class UNet(nn.Module):
+    """``model=unet``: a small U-Net (Ronneberger et al. 2015) with ``depth`` poolings.
+
+    Output ``[N, num_outputs, H, W]`` logits; H and W must be divisible by ``2**depth``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_outputs: int,
+        width: int = 16,
+        depth: int = 2,
+        image_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        if image_size is not None and image_size % 2**depth:
+            raise ValueError(
+                f"unet: image_size {image_size} is not divisible by 2**depth = {2**depth}"
+            )
+        widths = [width * 2**i for i in range(depth + 1)]
+        self.down = nn.ModuleList([_conv_block(in_channels, widths[0])])
+        self.down.extend(_conv_block(widths[i], widths[i + 1]) for i in range(depth))
+        self.up = nn.ModuleList(
+            nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2)
+            for i in reversed(range(depth))
+        )
+        self.merge = nn.ModuleList(
+            _conv_block(2 * widths[i], widths[i]) for i in reversed(range(depth))
+        )
+        self.head = nn.Conv2d(widths[0], num_outputs, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else nn.functional.max_pool2d(x, 2))
+            skips.append(x)
+        skips.pop()
+        for up, merge in zip(self.up, self.merge, strict=True):
+            x = merge(torch.cat([up(x), skips.pop()], dim=1))
+        return self.head(x)
