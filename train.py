@@ -13,6 +13,7 @@ from pathlib import Path
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -24,7 +25,8 @@ from trainer.build import (
     log_final_hparams,
     recorded_status,
     run_name,
-    test_weights,
+    unknown_choice,
+    weights_to_test,
 )
 from trainer.module import LossExperiment
 from trainer.tasks import build_task
@@ -56,7 +58,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
         metrics = final_metrics(trainer)  # the test loop resets what fit logged: take it first
-        trainer.test(module, datamodule=datamodule, ckpt_path=test_weights(trainer, cfg.test_ckpt))
+        trainer.test(
+            module, datamodule=datamodule, ckpt_path=weights_to_test(trainer, cfg.test_ckpt)
+        )
         metrics |= final_metrics(trainer)
         log_final_hparams(trainer, flat_hparams(cfg, choices), metrics)
         stop_reason = next(
@@ -73,11 +77,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    train(cfg)
+    try:
+        train(cfg)
+    except Exception:
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            raise
+        # one failed job must not cost the sweep its other jobs: status.json holds the error,
+        # and the comparison report lists the failure
+        log.exception("job failed; the sweep goes on")
 
 
 if __name__ == "__main__":
     # Hydra's override grammar reads `nan` as a float, so `debug=nan` would never select
     # conf/debug/nan.yaml: quote it before Hydra parses the command line.
     sys.argv = [re.sub(r"^([+~]?debug)=nan$", r"\1='nan'", arg) for arg in sys.argv]
+    if message := unknown_choice(sys.argv[1:]):
+        sys.exit(f"train.py: {message}")
     main()

@@ -107,7 +107,7 @@ class SegImbalancedDataModule(InMemoryDataModule):
         image_size: int = 64,
         foreground_share: float = 0.02,
         max_objects: int = 3,
-        noise: float = 0.15,
+        noise: float = 0.35,
         seed: int = 0,
         batch_size: int = 32,
         eval_batch_size: int = 200,

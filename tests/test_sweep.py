@@ -50,8 +50,13 @@ def test_focal_sweep_runs_six_jobs_in_readable_dirs(tmp_path: Path):
     )
 
 
-def test_single_run_cli_and_unknown_loss(tmp_path: Path):
+def test_unknown_choice_is_one_line_before_hydra_starts(tmp_path: Path):
     result = run_train("loss=no_such_loss", f"hydra.run.dir={tmp_path}")
     assert result.returncode != 0
-    assert "Could not find 'loss/no_such_loss'" in result.stderr
-    assert "Available options in 'loss'" in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("train.py: unknown loss 'no_such_loss'; choose one of: ")
+    assert "focal" in line and "dice" in line
+    result = run_train("-m", "data=seg_imbalanced,no_such_data", f"hydra.sweep.dir={tmp_path}")
+    assert result.stderr.strip() == (
+        "train.py: unknown data 'no_such_data'; choose one of: fashion_mnist, mnist, seg_imbalanced"
+    )

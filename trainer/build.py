@@ -13,6 +13,7 @@ import lightning as L
 import torch
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from losses._core import Loss
@@ -97,6 +98,24 @@ def check_loss_fits(loss_name: str, loss_cfg: DictConfig, data_name: str, task: 
         )
 
 
+def unknown_choice(args: list[str], conf_dir: Path = CONF_DIR) -> str | None:
+    """One line naming the first ``group=option`` argument whose option has no config, with the
+    choices; None when all exist. Sweeps (``loss=ce,focal``) are checked option by option.
+
+    >>> unknown_choice(["loss=dice", "loss=no_such"])
+    "unknown loss 'no_such'; choose one of: balanced_bce, bce, ..."
+    """
+    for arg in args:
+        group, _, options = arg.lstrip("+").partition("=")
+        if not options or "." in group or not (conf_dir / group).is_dir():
+            continue
+        known = sorted(path.stem for path in (conf_dir / group).glob("*.yaml"))
+        for option in options.split(","):
+            if option.strip("'\"") not in known and option != "null":
+                return f"unknown {group} {option!r}; choose one of: {', '.join(known)}"
+    return None
+
+
 def run_name(loss: str, overrides: list[str] | ListConfig) -> str:
     """``focal-gamma=2-alpha=0.25-seed=1``: the loss, then the job's overrides, ``loss.`` dropped.
 
@@ -125,7 +144,7 @@ class TaskCheckpoint(ModelCheckpoint):
         super().setup(trainer, pl_module, stage)
 
 
-def test_weights(trainer: L.Trainer, which: str) -> str | None:
+def weights_to_test(trainer: L.Trainer, which: str) -> str | None:
     """``best`` -> the best checkpoint, if validation ever ran; ``last`` (or no best) -> the
     weights in memory, which are the last ones."""
     if which not in ("best", "last"):
@@ -179,11 +198,13 @@ def final_metrics(trainer: L.Trainer) -> dict[str, float]:
 def log_final_hparams(
     trainer: L.Trainer, hparams: dict[str, Any], metrics: dict[str, float]
 ) -> None:
-    """HParams with the final metrics (``final/...`` tags), not Lightning's ``hp_metric = -1``."""
+    """HParams with the final metrics (``final/...`` tags), not Lightning's ``hp_metric = -1``;
+    ``hparams.yaml`` is rewritten with them (Lightning wrote it empty at the start of fit)."""
+    final = {f"final/{k}": v for k, v in metrics.items()}
     for logger in trainer.loggers:
-        logger.log_hyperparams(
-            hparams, metrics={f"final/{k}": v for k, v in metrics.items()}, step=trainer.global_step
-        )
+        logger.log_hyperparams(hparams, metrics=final, step=trainer.global_step)
+        if isinstance(logger, TensorBoardLogger):
+            Path(logger.log_dir, TensorBoardLogger.NAME_HPARAMS_FILE).unlink(missing_ok=True)
         logger.save()
 
 

@@ -175,6 +175,28 @@ class PictureGrid(L.Callback):
             logger.experiment.add_image("val/pictures", grid, trainer.global_step)
 
 
+class EmbeddingProjector(L.Callback):
+    """The test split's embeddings, with their labels, to TensorBoard's projector (retrieval)."""
+
+    def __init__(self, max_points: int = 2000) -> None:
+        self.max_points = max_points
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # runs before the module's own hook, which computes and resets the metrics
+        found = pl_module.task.embeddings(pl_module.test_metrics)
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        if found is None or not loggers or not trainer.is_global_zero:
+            return
+        embeddings, labels = (t[: self.max_points].cpu() for t in found)
+        for logger in loggers:
+            logger.experiment.add_embedding(
+                embeddings,
+                metadata=labels.tolist(),
+                global_step=trainer.global_step,
+                tag="test/embeddings",
+            )
+
+
 class Throughput(L.Callback):
     """Training samples per second, per epoch, over the steps after ``warmup_steps``.
 

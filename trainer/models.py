@@ -1,23 +1,28 @@
 """Models. Input and output sizes come from the data (filled in by ``trainer.build``)."""
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
 class MLP(nn.Module):
-    """``model=mlp``: flatten, then ``hidden`` ReLU layers, then ``num_outputs`` logits."""
+    """``model=mlp``: flatten, then ``hidden`` ReLU layers, then ``num_outputs`` outputs.
+
+    ``in_shape`` is one sample's shape: ``[C, H, W]`` for images, ``[D]`` for tabular data.
+    """
 
     def __init__(
         self,
-        in_channels: int,
-        image_size: int,
+        in_shape: list[int],
         num_outputs: int,
         hidden: tuple[int, ...] = (256, 128),
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
-        width = in_channels * image_size * image_size
+        width = math.prod(in_shape)
         for h in hidden:
             layers += [nn.Linear(width, h), nn.ReLU(inplace=True), nn.Dropout(dropout)]
             width = h
@@ -113,3 +118,40 @@ class UNet(nn.Module):
         for up, merge in zip(self.up, self.merge, strict=True):
             x = merge(torch.cat([up(x), skips.pop()], dim=1))
         return self.head(x)
+
+
+class EmbedCNN(CNN):
+    """``model=embed_cnn``: the CNN with an L2-normalised ``num_outputs``-d embedding as output."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.normalize(super().forward(x), dim=1)
+
+
+class BoxCNN(CNN):
+    """``model=box_cnn``: the CNN predicting one box ``(x1, y1, x2, y2)`` in image units [0, 1].
+
+    The head predicts centre and size through sigmoids, so every predicted box is valid
+    (x2 > x1, y2 > y1) from the first step on: box losses reject inverted boxes.
+    """
+
+    def __init__(
+        self, in_channels: int, width: int = 32, dropout: float = 0.1, image_size: int | None = None
+    ) -> None:
+        super().__init__(in_channels, 4, width, dropout, image_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        centre, size = super().forward(x).sigmoid().chunk(2, dim=1)
+        return torch.cat([centre - size / 2, centre + size / 2], dim=1)
+
+
+class ResidualUNet(UNet):
+    """``model=denoise_unet``: the U-Net predicting a correction added to its input (the clean
+    image is the noisy one minus the noise, which is what the network learns)."""
+
+    def __init__(
+        self, in_channels: int, width: int = 16, depth: int = 2, image_size: int | None = None
+    ) -> None:
+        super().__init__(in_channels, in_channels, width, depth, image_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + super().forward(x)

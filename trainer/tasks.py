@@ -7,7 +7,7 @@ named scalars for the loggers (one scalar per class for per-class recall).
 from collections.abc import Sequence
 
 from torch import Tensor
-from torchmetrics import MetricCollection
+from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
 from torchmetrics.classification import (
     BinaryF1Score,
     BinaryJaccardIndex,
@@ -17,6 +17,9 @@ from torchmetrics.classification import (
     MulticlassF1Score,
     MulticlassRecall,
 )
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+from trainer.metrics import BoxIoU, RetrievalMetrics
 
 
 class Task:
@@ -37,6 +40,10 @@ class Task:
 
     def picture_rows(self, inputs: Tensor, target: Tensor, outputs: Tensor) -> list[Tensor] | None:
         """Image rows ``[n, C, H, W]`` in [0, 1] shown each validation epoch, or None."""
+        return None
+
+    def embeddings(self, metrics: MetricCollection) -> tuple[Tensor, Tensor] | None:
+        """The split's embeddings and labels for TensorBoard's projector, or None."""
         return None
 
 
@@ -100,11 +107,86 @@ class Segmentation(Task):
         return [inputs.clamp(0, 1), target, outputs.sigmoid()]
 
 
+class Regression(Task):
+    """MAE, RMSE and R² over all predicted values of the split."""
+
+    name = "regression"
+    monitor = "mae"
+    mode = "min"
+
+    def metrics(self) -> MetricCollection:
+        return MetricCollection(
+            {"mae": MeanAbsoluteError(), "rmse": MeanSquaredError(squared=False), "r2": R2Score()}
+        )
+
+    def update(self, metrics: MetricCollection, outputs: Tensor, target: Tensor) -> None:
+        metrics.update(outputs.float().flatten(), target.flatten())
+
+
+class Boxes(Task):
+    """Mean IoU of the predicted boxes, the share with IoU >= 0.5, and the coordinates' MAE."""
+
+    name = "boxes"
+    monitor = "iou"
+
+    def metrics(self) -> MetricCollection:
+        return MetricCollection({"box": BoxIoU(threshold=0.5), "coord_mae": MeanAbsoluteError()})
+
+    def update(self, metrics: MetricCollection, outputs: Tensor, target: Tensor) -> None:
+        metrics["box"].update(outputs, target)
+        metrics["coord_mae"].update(outputs.float(), target)
+
+
+class Retrieval(Task):
+    """Recall@1, recall@5 and mAP of the split's embeddings against the split itself."""
+
+    name = "retrieval"
+    monitor = "recall@1"
+
+    def metrics(self) -> MetricCollection:
+        return MetricCollection({"retrieval": RetrievalMetrics(ks=(1, 5))})
+
+    def embeddings(self, metrics: MetricCollection) -> tuple[Tensor, Tensor]:
+        return metrics["retrieval"].gathered()
+
+
+class Restoration(Task):
+    """PSNR and SSIM (torchmetrics, data range 1) of the restored images."""
+
+    name = "restoration"
+    monitor = "psnr"
+
+    def metrics(self) -> MetricCollection:
+        return MetricCollection(
+            {
+                "psnr": PeakSignalNoiseRatio(data_range=1.0),
+                "ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
+            }
+        )
+
+    def update(self, metrics: MetricCollection, outputs: Tensor, target: Tensor) -> None:
+        metrics.update(outputs.float().clamp(0, 1), target)
+
+    def picture_rows(self, inputs: Tensor, target: Tensor, outputs: Tensor) -> list[Tensor]:
+        """Noisy input, restored, clean."""
+        return [inputs.clamp(0, 1), outputs.clamp(0, 1), target]
+
+
+TASKS = {
+    task.name: task
+    for task in (Classification, Segmentation, Regression, Boxes, Retrieval, Restoration)
+}
+
+
 def build_task(datamodule) -> Task:
     """The task object for a datamodule, by the ``task`` name it declares."""
     builders = {
         "classification": lambda dm: Classification(dm.num_classes, dm.class_names),
         "segmentation": lambda dm: Segmentation(),
+        "regression": lambda dm: Regression(),
+        "boxes": lambda dm: Boxes(),
+        "retrieval": lambda dm: Retrieval(),
+        "restoration": lambda dm: Restoration(),
     }
     if datamodule.task not in builders:
         raise ValueError(f"no metric set for task {datamodule.task!r}; known: {sorted(builders)}")
