@@ -100,14 +100,22 @@ def check_loss_fits(loss_name: str, loss_cfg: DictConfig, data_name: str, task: 
 
 def unknown_choice(args: list[str], conf_dir: Path = CONF_DIR) -> str | None:
     """One line naming the first ``group=option`` argument whose option has no config, with the
-    choices; None when all exist. Sweeps (``loss=ce,focal``) are checked option by option.
+    choices; None when all exist. Sweeps (``loss=ce,focal``) are checked option by option. With
+    an extra ``hydra.searchpath`` the options may live elsewhere: Hydra itself reports those.
 
     >>> unknown_choice(["loss=dice", "loss=no_such"])
     "unknown loss 'no_such'; choose one of: balanced_bce, bce, ..."
     """
+    if any(arg.startswith("hydra.searchpath") for arg in args):
+        return None
     for arg in args:
         group, _, options = arg.lstrip("+").partition("=")
-        if not options or "." in group or not (conf_dir / group).is_dir():
+        if (
+            not options
+            or "." in group
+            or group.startswith("hydra")
+            or not (conf_dir / group).is_dir()
+        ):
             continue
         known = sorted(path.stem for path in (conf_dir / group).glob("*.yaml"))
         for option in options.split(","):
@@ -127,7 +135,7 @@ def run_name(loss: str, overrides: list[str] | ListConfig) -> str:
     parts = [loss]
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
-        if key in ("loss", "ckpt_path") or key.startswith(("hydra.", "paths.")):
+        if key in ("loss", "suite", "ckpt_path") or key.startswith(("hydra.", "paths.")):
             continue
         parts.append(override.lstrip("+~").removeprefix("loss."))
     return re.sub(r"[^\w=.,+-]+", "_", "-".join(parts))[:200]
