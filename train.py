@@ -15,7 +15,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from trainer.build import (
     check_loss_fits,
@@ -24,14 +24,14 @@ from trainer.build import (
     instantiate_with_data,
     log_final_hparams,
     recorded_status,
-    run_name,
+    register_resolvers,
     unknown_choice,
     weights_to_test,
 )
 from trainer.module import LossExperiment
 from trainer.tasks import build_task
 
-OmegaConf.register_new_resolver("run_name", run_name, replace=True)
+register_resolvers()
 log = logging.getLogger(__name__)
 
 

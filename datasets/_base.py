@@ -9,7 +9,7 @@ from collections.abc import Callable
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 BatchTransform = Callable[[Tensor], Tensor]
 
@@ -50,6 +50,30 @@ class TensorBatches(Dataset):
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         inputs, targets = self.__getitems__([i])
         return inputs[0], targets[0]
+
+
+class EpochShuffle(Sampler[int]):
+    """A fresh permutation each epoch, drawn from ``(seed, epoch)`` alone.
+
+    Lightning calls ``set_epoch`` at the start of every epoch, so a run resumed from a checkpoint
+    sees the same batch order as an uninterrupted one. ``seed`` defaults to the one
+    ``seed_everything`` set for the run.
+    """
+
+    def __init__(self, size: int, seed: int | None = None) -> None:
+        self.size = size
+        self.seed = torch.initial_seed() if seed is None else seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(hash((self.seed, self.epoch)) & (2**63 - 1))
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
 
 
 class InMemoryDataModule(L.LightningDataModule):
@@ -99,12 +123,13 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         self.setup()
+        dataset = self.splits[split]
         return DataLoader(
-            self.splits[split],
+            dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            sampler=EpochShuffle(len(dataset)) if train else None,
             # a ragged last batch would give BatchNorm a batch of one and skew per-step curves
-            drop_last=train and len(self.splits[split]) > self.batch_size,
+            drop_last=train and len(dataset) > self.batch_size,
             collate_fn=keep_batch,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -135,10 +135,41 @@ def run_name(loss: str, overrides: list[str] | ListConfig) -> str:
     parts = [loss]
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
-        if key in ("loss", "suite", "ckpt_path") or key.startswith(("hydra.", "paths.")):
+        if key in ("loss", "suite", "resume", "ckpt_path") or key.startswith(("hydra.", "paths.")):
             continue
         parts.append(override.lstrip("+~").removeprefix("loss."))
     return re.sub(r"[^\w=.,+-]+", "_", "-".join(parts))[:200]
+
+
+def last_checkpoint(run_dir: str | None) -> str | None:
+    """``resume=RUN_DIR`` -> that run's ``checkpoints/last.ckpt`` (None without resume)."""
+    if run_dir is None:
+        return None
+    path = Path(run_dir) / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise ConfigError(f"resume: no checkpoint to resume from at {path}")
+    return str(path)
+
+
+def checkpoint_step(run_dir: str | None) -> int | None:
+    """The global step saved in the run's last checkpoint: TensorBoard hides (purges) what the
+    interrupted run logged after it, so resumed curves carry no duplicate steps."""
+    path = last_checkpoint(run_dir)
+    return (
+        None
+        if path is None
+        else int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+    )
+
+
+def register_resolvers() -> None:
+    """The config's own resolvers (run names, resume); Hydra resolves run dirs with them."""
+    OmegaConf.register_new_resolver("run_name", run_name, replace=True)
+    OmegaConf.register_new_resolver(
+        "or_else", lambda value, default: default if value is None else value, replace=True
+    )
+    OmegaConf.register_new_resolver("last_checkpoint", last_checkpoint, replace=True)
+    OmegaConf.register_new_resolver("checkpoint_step", checkpoint_step, replace=True)
 
 
 class TaskCheckpoint(ModelCheckpoint):
