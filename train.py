@@ -6,6 +6,7 @@ tensorboard --logdir outputs
 """
 
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -18,11 +19,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from trainer.build import (
-    check_loss_fits,
+    check_run,
     final_metrics,
     flat_hparams,
     instantiate_with_data,
     log_final_hparams,
+    one_line,
     recorded_status,
     register_resolvers,
     unknown_choice,
@@ -39,9 +41,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     choices = HydraConfig.get().runtime.choices
     output_dir = Path(cfg.paths.output_dir)
     with recorded_status(output_dir) as status:
-        L.seed_everything(cfg.seed, workers=True)
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule = instantiate(cfg.data)
-        check_loss_fits(choices.loss, cfg.loss, choices.data, datamodule.task)
+        check_run(cfg, choices.loss, choices.data, datamodule.task)
         loss = instantiate_with_data(cfg.loss, datamodule.data_stats)
         model = instantiate_with_data(cfg.model, datamodule.model_inputs)
         module = LossExperiment(
@@ -79,12 +81,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def main(cfg: DictConfig) -> None:
     try:
         train(cfg)
-    except Exception:
-        if HydraConfig.get().mode != RunMode.MULTIRUN:
+    except Exception as error:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            # one failed job must not cost the sweep its other jobs: status.json holds the
+            # error, and the comparison report lists the failure
+            log.exception("job failed; the sweep goes on")
+            return
+        message = one_line(error)
+        if message is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        # one failed job must not cost the sweep its other jobs: status.json holds the error,
-        # and the comparison report lists the failure
-        log.exception("job failed; the sweep goes on")
+        sys.exit(f"train.py: {message}")
 
 
 if __name__ == "__main__":

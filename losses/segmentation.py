@@ -255,6 +255,7 @@ class BCEManualLoss(Loss):
     """``loss=bce_manual``: :func:`bce_manual`, the UNSTABLE form kept to show NaN incidents."""
 
     tasks = ("segmentation",)
+    stable = False
 
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
@@ -296,7 +297,7 @@ class OHEMBCELoss(Loss):
     ) -> None:
         super().__init__()
         check_reduction("ohem_bce", reduction)
-        check_range("ohem_bce", "negative_ratio", negative_ratio, 0.0)
+        check_range("ohem_bce", "negative_ratio", negative_ratio, 0.0, low_open=True)
         _check_int("ohem_bce", "min_negatives", min_negatives, 0)
         check_range("ohem_bce", "eps", eps, 0.0, low_open=True)
         self.negative_ratio = negative_ratio

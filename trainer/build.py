@@ -98,6 +98,41 @@ def check_loss_fits(loss_name: str, loss_cfg: DictConfig, data_name: str, task: 
         )
 
 
+# What a user's input can cause; anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, TypeError, LookupError, OSError, ConfigError)
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The original error behind Hydra's instantiation wrappers."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error
+
+
+def one_line(error: BaseException) -> str | None:
+    """``"dice: expected eps > 0.0, got -1"`` for a user error (one line), None for a bug.
+
+    >>> from hydra.errors import InstantiationException
+    >>> try:
+    ...     try:
+    ...         raise ValueError("dice: expected eps > 0.0, got -1")
+    ...     except ValueError as e:
+    ...         raise InstantiationException("Error in call to target 'DiceLoss'") from e
+    ... except InstantiationException as e:
+    ...     print(one_line(e))
+    dice: expected eps > 0.0, got -1
+    """
+    cause = root_cause(error)
+    if not isinstance(cause, USER_ERRORS):
+        return None
+    message = " ".join(str(cause).split()) or type(cause).__name__
+    return (
+        message
+        if isinstance(cause, ValueError | TypeError | ConfigError)
+        else f"{type(cause).__name__}: {message}"
+    )
+
+
 def unknown_choice(args: list[str], conf_dir: Path = CONF_DIR) -> str | None:
     """One line naming the first ``group=option`` argument whose option has no config, with the
     choices; None when all exist. Sweeps (``loss=ce,focal``) are checked option by option. With
@@ -183,11 +218,16 @@ class TaskCheckpoint(ModelCheckpoint):
         super().setup(trainer, pl_module, stage)
 
 
+def check_run(cfg: DictConfig, loss_name: str, data_name: str, task: str) -> None:
+    """What can be checked before training beyond each object's own checks."""
+    check_loss_fits(loss_name, cfg.loss, data_name, task)
+    if cfg.test_ckpt not in ("best", "last"):
+        raise ConfigError(f"test_ckpt: expected best or last, got {cfg.test_ckpt!r}")
+
+
 def weights_to_test(trainer: L.Trainer, which: str) -> str | None:
     """``best`` -> the best checkpoint, if validation ever ran; ``last`` (or no best) -> the
     weights in memory, which are the last ones."""
-    if which not in ("best", "last"):
-        raise ConfigError(f"test_ckpt: expected best or last, got {which!r}")
     best = getattr(trainer.checkpoint_callback, "best_model_path", "")
     return best if which == "best" and best else None
 

@@ -1,0 +1,146 @@
+"""Bad input is answered before training with one clear line (``train.py: ...``, exit code 1);
+``HYDRA_FULL_ERROR=1`` brings the traceback back. Each row: overrides -> the line's text."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from train import train
+from trainer.build import one_line, unknown_choice
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# overrides, the message (a substring of the one line)
+CONFIG_ROWS = [
+    (["loss=dice", "loss.eps=-1"], "dice: expected eps > 0.0, got -1"),
+    (["loss=dice", "loss.eps=0"], "dice: expected eps > 0.0, got 0"),
+    (["loss=tversky", "loss.alpha=-0.5"], "tversky: expected alpha >= 0.0, got -0.5"),
+    (["loss=ohem_bce", "loss.negative_ratio=0"], "ohem_bce: expected negative_ratio > 0.0, got 0"),
+    (
+        ["loss=balanced_bce", "loss.beta=1.5"],
+        "balanced_bce: expected beta >= 0.0 and beta <= 1.0, got 1.5",
+    ),
+    (
+        ["loss=bce", "loss.reduction=average"],
+        "bce: expected reduction in ('mean', 'sum', 'none'), got 'average'",
+    ),
+    (["loss=combo", "loss.weights.dice=-1"], "combo: expected weight of 'dice' >= 0.0, got -1"),
+    (["loss=combo", "+loss.weights.focal=1"], "combo:"),
+    (
+        ["data.foreground_share=0.9"],
+        "seg_imbalanced: expected foreground_share > 0.0 and foreground_share <= 0.5",
+    ),
+    (["data.foreground_share=0"], "seg_imbalanced: expected foreground_share > 0.0"),
+    (["data.image_size=8"], "seg_imbalanced: expected image_size >= 16, got 8"),
+    (["data.n_train=0"], "seg_imbalanced: expected n_train >= 1, got 0"),
+    (["data.noise=-0.1"], "seg_imbalanced: expected noise >= 0.0, got -0.1"),
+    (
+        ["data.image_size=34", "model.depth=2"],
+        "unet: image_size 34 is not divisible by 2**depth = 4",
+    ),
+    (["nan_policy=ignore"], "nan_policy: expected one of ('skip', 'stop', 'raise'), got 'ignore'"),
+    (["callbacks.nonfinite.max_consecutive=0"], "nan_policy: expected max_consecutive >= 1, got 0"),
+    (["test_ckpt=first"], "test_ckpt: expected best or last, got 'first'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"), CONFIG_ROWS, ids=[" ".join(o) for o, _ in CONFIG_ROWS]
+)
+def test_bad_config_is_one_line_before_training(
+    make_cfg, tmp_path: Path, overrides: list[str], message: str
+):
+    with pytest.raises(Exception) as error:
+        train(make_cfg(*overrides))
+    line = one_line(error.value)
+    assert line is not None and "\n" not in line
+    assert message in line
+    assert not list(tmp_path.glob("events.out.tfevents.*")), "training started"
+
+
+def test_resume_without_a_checkpoint(make_cfg, tmp_path: Path):
+    with pytest.raises(Exception) as error:
+        make_cfg(f"resume={tmp_path / 'nowhere'}").ckpt_path  # noqa: B018  (resolving raises)
+    assert (
+        f"resume: no checkpoint to resume from at {tmp_path / 'nowhere'}/checkpoints/last.ckpt"
+        in one_line(error.value)
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["loss=no_such"], "unknown loss 'no_such'; choose one of: "),
+        (
+            ["data=cifar"],
+            "unknown data 'cifar'; choose one of: fashion_mnist, mnist, seg_imbalanced",
+        ),
+        (
+            ["model=resnet"],
+            "unknown model 'resnet'; choose one of: box_cnn, cnn, denoise_unet, embed_cnn, mlp,",
+        ),
+        (["-m", "optimizer=adamw,lion"], "unknown optimizer 'lion'; choose one of: adamw, sgd"),
+    ],
+)
+def test_unknown_choices_list_what_exists(args: list[str], message: str):
+    assert unknown_choice(args).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("loss", "inputs", "target", "message"),
+    [
+        (
+            "bce",
+            torch.zeros(2, 1, 4, 4),
+            torch.zeros(2, 1, 4, 4, dtype=torch.long),
+            "bce: expected target as a float mask",
+        ),
+        (
+            "bce",
+            torch.zeros(2, 1, 4, 4),
+            torch.zeros(2, 1, 4, 3),
+            "bce: expected target of the same shape",
+        ),
+        (
+            "dice",
+            torch.zeros(2, 1, 4, 4),
+            torch.full((2, 1, 4, 4), 2.0),
+            "dice: expected target values in [0, 1]",
+        ),
+    ],
+)
+def test_wrong_tensors_reaching_a_loss(loss: str, inputs, target, message: str):
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    loss_fn = instantiate(OmegaConf.load(ROOT / "conf" / "loss" / f"{loss}.yaml"))
+    with pytest.raises((TypeError, ValueError)) as error:
+        loss_fn(inputs, target)
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+@pytest.mark.slow
+def test_cli_prints_one_line_and_fails(tmp_path: Path):
+    args = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "loss=dice",
+        "loss.eps=-1",
+        f"hydra.run.dir={tmp_path}",
+    ]
+    result = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "train.py: dice: expected eps > 0.0, got -1"
+    full = subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**os.environ, "HYDRA_FULL_ERROR": "1"},
+    )
+    assert full.returncode == 1 and "Traceback" in full.stderr
