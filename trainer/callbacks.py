@@ -64,9 +64,11 @@ class NonFiniteGuard(L.Callback):
             grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
             param_norm = torch.nn.utils.get_total_norm(params)
             loss = pl_module.last_loss if pl_module.last_loss is not None else torch.zeros(())
-            finite = torch.stack([loss.isfinite(), grad_norm.isfinite(), param_norm.isfinite()])
-            finite = finite.cpu().tolist()  # the one host sync of the guard
-        bad = [kind for kind, ok in zip(KINDS, finite, strict=True) if not ok]
+            flags = torch.stack([~loss.isfinite(), ~grad_norm.isfinite(), ~param_norm.isfinite()])
+            # summed over ranks under DDP, so every rank takes the same decision
+            flags = trainer.strategy.reduce(flags.float(), reduce_op="sum")
+            flags = flags.cpu().tolist()  # the one host sync of the guard
+        bad = [kind for kind, flag in zip(KINDS, flags, strict=True) if flag > 0]
         if bad:
             self._handle(trainer, optimizer, bad)
         else:
@@ -130,10 +132,10 @@ class NonFiniteGuard(L.Callback):
         }
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.is_global_zero:
-            Path(trainer.default_root_dir, "nonfinite.json").write_text(
-                json.dumps(self.summary(), indent=2)
-            )
+        rank = "" if trainer.is_global_zero else f".rank{trainer.global_rank}"
+        Path(trainer.default_root_dir, f"nonfinite{rank}.json").write_text(
+            json.dumps(self.summary(), indent=2)
+        )
 
     def state_dict(self) -> dict:
         return {k: v for k, v in self.summary().items() if k != "policy"} | {
