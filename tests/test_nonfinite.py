@@ -72,7 +72,7 @@ class Snapshot(L.Callback):
 
 
 def fit_with_injected_nan(
-    cfg, policy: str, tmp_path: Path
+    cfg, policy: str, tmp_path: Path, precision: str = "32-true"
 ) -> tuple[NonFiniteGuard, Snapshot, L.Trainer]:
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, in_channels=1, image_size=32)
@@ -80,6 +80,7 @@ def fit_with_injected_nan(
     guard, snapshot = NonFiniteGuard(policy=policy), Snapshot()
     trainer = L.Trainer(
         default_root_dir=tmp_path,
+        precision=precision,
         max_epochs=1,
         limit_train_batches=6,
         limit_val_batches=0,
@@ -92,10 +93,13 @@ def fit_with_injected_nan(
     return guard, snapshot, trainer
 
 
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 def test_skip_counts_the_incident_at_its_step_and_leaves_weights_and_optimizer_alone(
-    make_cfg, tmp_path
+    make_cfg, tmp_path, precision
 ):
-    guard, snapshot, trainer = fit_with_injected_nan(make_cfg("data.n_train=128"), "skip", tmp_path)
+    guard, snapshot, trainer = fit_with_injected_nan(
+        make_cfg("data.n_train=128"), "skip", tmp_path, precision
+    )
     assert guard.counts["loss"] == 1
     assert guard.first_step == BAD_STEP
     assert guard.incidents[0] == {"step": BAD_STEP, "kinds": ["loss", "grad"], "action": "skip"}
@@ -143,3 +147,21 @@ def test_debug_nan_preset(make_cfg, tmp_path, loss, expect_incidents):
     else:
         assert total == 0
         assert all(torch.isfinite(torch.tensor(v)) for _, v in scalars["train/loss_step"])
+
+
+@pytest.mark.slow
+def test_debug_nan_with_stop_policy_ends_cleanly_with_a_checkpoint(make_cfg, tmp_path):
+    train(make_cfg("debug='nan'", "loss=bce_manual", "nan_policy=stop"))
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["status"] == "stopped"
+    assert status["stop_reason"] == "non-finite loss and grad at step 0 (nan_policy=stop)"
+    assert (tmp_path / "checkpoints" / "nonfinite-stop.ckpt").exists()
+
+
+@pytest.mark.slow
+def test_debug_nan_with_raise_policy_names_step_and_kinds(make_cfg, tmp_path):
+    with pytest.raises(
+        NonFiniteError, match=r"non-finite loss and grad at step 0 \(nan_policy=raise\)"
+    ):
+        train(make_cfg("debug='nan'", "loss=bce_manual", "nan_policy=raise"))
+    assert json.loads((tmp_path / "status.json").read_text())["status"] == "failed"
