@@ -113,9 +113,15 @@ class InMemoryDataModule(L.LightningDataModule):
         return self.num_classes
 
     @property
+    def in_shape(self) -> list[int]:
+        """One sample's shape, ``[C, H, W]``, for models that flatten it (MLP)."""
+        return [self.in_channels, self.image_size, self.image_size]
+
+    @property
     def model_inputs(self) -> dict:
         """What model configs leave null and the data fill in."""
         return {
+            "in_shape": self.in_shape,
             "in_channels": self.in_channels,
             "image_size": self.image_size,
             "num_outputs": self.num_outputs,

@@ -15,17 +15,44 @@ ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = ROOT / "conf"
 
 # Small enough that a fit + test takes a few seconds on two CPU cores.
-TINY = {
+TINY_DATA = {
     "seg_imbalanced": [
         "data.n_train=64",
         "data.n_val=32",
         "data.n_test=32",
         "data.image_size=32",
         "data.batch_size=16",
-        "model.width=8",
     ],
-    "mnist": ["data.val_size=100", "data.batch_size=32", "model.width=8"],
-    "fashion_mnist": ["data.val_size=100", "data.batch_size=32", "model.width=8"],
+    "mnist": ["data.val_size=100", "data.batch_size=32"],
+    "fashion_mnist": ["data.val_size=100", "data.batch_size=32"],
+    "regression": ["data.n_train=256", "data.n_val=64", "data.n_test=64", "data.batch_size=32"],
+    "boxes": ["data.n_train=128", "data.n_val=32", "data.n_test=32", "data.batch_size=16"],
+    "retrieval": [
+        "data.n_classes=12",
+        "data.n_train_classes=8",
+        "data.samples_per_class=8",
+        "data.p=4",
+        "data.k=2",
+    ],
+    "restoration": ["data.n_train=64", "data.n_val=16", "data.n_test=16", "data.batch_size=16"],
+}
+# the model each data config picks, and how to shrink it
+DEFAULT_MODEL = {
+    "seg_imbalanced": "unet",
+    "mnist": "cnn",
+    "fashion_mnist": "cnn",
+    "regression": "mlp",
+    "boxes": "box_cnn",
+    "retrieval": "embed_cnn",
+    "restoration": "denoise_unet",
+}
+TINY_MODEL = {
+    "unet": ["model.width=8"],
+    "cnn": ["model.width=8"],
+    "box_cnn": ["model.width=8"],
+    "embed_cnn": ["model.width=8"],
+    "denoise_unet": ["model.width=4"],
+    "mlp": ["model.hidden=[32]"],
 }
 FAST_TRAINER = [
     "trainer.max_epochs=1",
@@ -52,11 +79,22 @@ def make_cfg(tmp_path, request) -> Callable[..., DictConfig]:
     a fake IDX fixture, tiny data and budget unless ``tiny=False``."""
 
     def _make(*overrides: str, tiny: bool = True) -> DictConfig:
-        data = next(
-            (o.split("=", 1)[1] for o in overrides if o.startswith("data=")), "seg_imbalanced"
+        def choice(group: str, default: str) -> str:
+            return next(
+                (o.split("=", 1)[1] for o in overrides if o.startswith(f"{group}=")), default
+            )
+
+        data = choice("data", "seg_imbalanced")
+        extra = (
+            [*TINY_DATA[data], *TINY_MODEL[choice("model", DEFAULT_MODEL[data])], *FAST_TRAINER]
+            if tiny
+            else []
         )
-        extra = [*TINY.get(data, []), *FAST_TRAINER] if tiny else []
-        if data in ("mnist", "fashion_mnist"):
+        if (
+            "mnist" in data
+            or "data.source=mnist" in overrides
+            or "data.source=fashion_mnist" in overrides
+        ):
             extra += [
                 f"data.data_dir={request.getfixturevalue('fake_mnist_dir')}",
                 "data.download=false",

@@ -127,20 +127,31 @@ class EmbedCNN(CNN):
         return F.normalize(super().forward(x), dim=1)
 
 
-class BoxCNN(CNN):
-    """``model=box_cnn``: the CNN predicting one box ``(x1, y1, x2, y2)`` in image units [0, 1].
+class BoxCNN(nn.Module):
+    """``model=box_cnn``: the CNN's features, a 4x4 spatial pooling (where the box is matters, so
+    no global pooling) and a head predicting one box ``(x1, y1, x2, y2)`` in image units [0, 1].
 
     The head predicts centre and size through sigmoids, so every predicted box is valid
     (x2 > x1, y2 > y1) from the first step on: box losses reject inverted boxes.
     """
 
     def __init__(
-        self, in_channels: int, width: int = 32, dropout: float = 0.1, image_size: int | None = None
+        self, in_channels: int, width: int = 32, dropout: float = 0.0, image_size: int | None = None
     ) -> None:
-        super().__init__(in_channels, 4, width, dropout, image_size)
+        super().__init__()
+        del image_size  # the adaptive pooling fixes the head's input size
+        self.features = CNN(in_channels, 4, width).features
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(2 * width * 16, 128),
+            nn.ReLU(inplace=True),
+            nn.Linear(128, 4),
+        )
 
     def forward(self, x: Tensor) -> Tensor:
-        centre, size = super().forward(x).sigmoid().chunk(2, dim=1)
+        centre, size = self.head(self.features(x)).sigmoid().chunk(2, dim=1)
         return torch.cat([centre - size / 2, centre + size / 2], dim=1)
 
 
