@@ -77,7 +77,7 @@ def test_resume_without_a_checkpoint(make_cfg, tmp_path: Path):
         (["loss=no_such"], "unknown loss 'no_such'; choose one of: "),
         (
             ["data=cifar"],
-            "unknown data 'cifar'; choose one of: fashion_mnist, mnist, seg_imbalanced",
+            "unknown data 'cifar'; choose one of: boxes, fashion_mnist, mnist, regression",
         ),
         (
             ["model=resnet"],

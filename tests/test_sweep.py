@@ -36,7 +36,9 @@ def test_focal_sweep_runs_six_jobs_in_readable_dirs(tmp_path: Path):
     assert result.returncode == 0, result.stderr[-3000:]
     runs = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
     assert runs == sorted(
-        f"focal-gamma={g}-alpha={a}-debug=quick" for g in (0, 1, 2) for a in (0.25, 0.5)
+        f"focal-gamma={g}-alpha={a}-debug=quick-trainer.enable_progress_bar=False"
+        for g in (0, 1, 2)
+        for a in (0.25, 0.5)
     )
     for name in runs:
         run = tmp_path / name
@@ -58,5 +60,6 @@ def test_unknown_choice_is_one_line_before_hydra_starts(tmp_path: Path):
     assert "focal" in line and "dice" in line
     result = run_train("-m", "data=seg_imbalanced,no_such_data", f"hydra.sweep.dir={tmp_path}")
     assert result.stderr.strip() == (
-        "train.py: unknown data 'no_such_data'; choose one of: fashion_mnist, mnist, seg_imbalanced"
+        "train.py: unknown data 'no_such_data'; choose one of: "
+        "boxes, fashion_mnist, mnist, regression, restoration, retrieval, seg_imbalanced"
     )
