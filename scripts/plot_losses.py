@@ -21,7 +21,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from losses.focal import sigmoid_focal_loss
 from losses.regression import huber, l1, mse, smooth_l1
-
 from losses.segmentation import balanced_bce, bce, dice
 
 OUT = Path(__file__).resolve().parent.parent / "docs"
