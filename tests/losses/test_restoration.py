@@ -24,7 +24,7 @@ def _pair(c: int, dtype=torch.float32, size: int = 32, seed: int = 0, smooth: bo
 @pytest.mark.parametrize("smooth", [False, True])
 def test_ssim_equals_torchmetrics(channels, dtype, smooth):
     noisy, clean = _pair(channels, dtype, smooth=smooth)
-    expected = tm_ssim(noisy, clean, data_range=1.0, reduction="none")
+    expected = tm_ssim(noisy, clean, data_range=1.0, reduction="none").to(dtype)
     torch.testing.assert_close(ssim(noisy, clean), expected, atol=1e-4, rtol=0)
     torch.testing.assert_close(
         SSIMLoss()(noisy, clean), 1 - expected.mean().float(), atol=1e-4, rtol=0
