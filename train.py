@@ -25,6 +25,7 @@ from trainer.build import (
     instantiate_with_data,
     log_final_hparams,
     one_line,
+    preflight,
     recorded_status,
     register_resolvers,
     unknown_choice,
@@ -54,6 +55,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             instantiate(cfg.scheduler),
             logit_scale=cfg.logit_scale,
         )
+        preflight(module, datamodule)
         callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
         loggers = [instantiate(c) for c in cfg.logger.values() if c is not None]
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)

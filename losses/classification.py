@@ -31,8 +31,9 @@ def cross_entropy(
     Shapes: logits ``[N, C]``, target int64 ``[N]``; ``reduction="none"`` gives ``[N]``.
     A weighted ``mean`` divides by the sum of the targets' weights (PyTorch's convention).
     ``name`` is the loss key that error messages start with.
-    When every target is ``ignore_index`` the mean is 0 (PyTorch gives NaN by design; a batch
-    with nothing to learn should not count as a NaN incident).
+    When every target is ``ignore_index`` (or has weight 0) the mean is 0 with a zero gradient
+    (PyTorch gives NaN by design; a batch with nothing to learn should not count as a NaN
+    incident).
 
     The seeds' 3x3 example:
 
@@ -43,6 +44,13 @@ def cross_entropy(
     """
     check_class_target(name, logits, target)
     check_class_values(name, target, logits.shape[1], ignore_index)
+    check_range(name, "label_smoothing", label_smoothing, 0.0, 1.0)
+    check_reduction(name, reduction)
+    if weight is not None and weight.shape != logits.shape[1:]:
+        raise ValueError(
+            f"{name}: expected weight of shape [{logits.shape[1]}] (one per class), "
+            f"got {describe(weight)}"
+        )
     loss = F.cross_entropy(
         logits,
         target,
@@ -51,11 +59,11 @@ def cross_entropy(
         label_smoothing=label_smoothing,
         reduction="none",
     )
-    if reduction != "mean":
-        return loss if reduction == "none" else loss.sum()
     kept = target != ignore_index
     weights = kept.to(loss.dtype) if weight is None else weight[target.where(kept, 0)] * kept
-    return loss.sum() / weights.sum().clamp_min(1e-12)
+    total = weights.sum()
+    # nothing counted (all ignored, or all zero-weight): every term is 0, so 0 / 1 = 0, not NaN
+    return reduce(loss, reduction, denominator=torch.where(total > 0, total, 1.0))
 
 
 class CrossEntropy(Loss):
@@ -113,11 +121,17 @@ def class_weights(
     - ``log``: ``w_c = 1 / log(a + p_c)`` with ``p_c`` the class frequency (ENet, seed 002);
     - ``effective``: ``w_c ∝ (1 - beta) / (1 - beta^n_c)`` (Cui et al. 2019, effective number).
 
-    An empty class (``n_c = 0``) is counted as 1, so it gets the largest weight, not infinity.
+    An empty class (``n_c = 0``) is counted as 1, so it gets the largest weight (that of a class
+    seen once), not infinity; since it never appears as a target, it only shifts the others'
+    share of the normalisation.
 
     >>> class_weights([100, 10, 1], "inverse")
     tensor([0.0270, 0.2703, 2.7027])
     """
+    if len(counts) == 0 or min(counts) < 0:
+        raise ValueError(
+            f"class_weighted_ce: expected non-negative class_counts, one per class, got {counts}"
+        )
     n = torch.tensor(counts, dtype=torch.float64).clamp_min(1)
     if scheme == "inverse":
         weights = 1 / n
@@ -154,14 +168,19 @@ def kl_div(
         raise ValueError(f"kl_div: expected logits as floating [N, C], got {describe(logits)}")
     if target.is_floating_point():
         check_same_shape("kl_div", logits, target)
-        if values_checkable(target) and target.numel() and (target.sum(1) - 1).abs().max() > 1e-4:
-            raise ValueError(
-                "kl_div: expected target rows that sum to 1 (a distribution over classes)"
-            )
+        if values_checkable(target) and target.numel():
+            sums = target.sum(1)
+            if (sums - 1).abs().max() > 1e-4 or target.min() < 0:
+                raise ValueError(
+                    "kl_div: expected target rows that sum to 1 (a distribution over classes), "
+                    f"got row sums in [{float(sums.min()):.4g}, {float(sums.max()):.4g}] and "
+                    f"values in [{float(target.min()):.4g}, {float(target.max()):.4g}]"
+                )
         q = target
     else:
         check_class_target("kl_div", logits, target)
         check_class_values("kl_div", target, logits.shape[1])
+        check_range("kl_div", "smoothing", smoothing, 0.0, 1.0, high_open=True)
         c = logits.shape[1]
         q = torch.full_like(logits, smoothing / max(c - 1, 1)).scatter_(
             1, target[:, None], 1 - smoothing
@@ -225,8 +244,9 @@ class ClassWeightedCE(Loss):
     """``loss=class_weighted_ce``: CE weighted by :func:`class_weights` of the training counts.
 
     ``class_counts`` is filled from the training split by the framework when the config leaves it
-    null; the weights are computed once here. The weighted ``mean`` divides by the sum of the
-    targets' weights (PyTorch's convention), via :func:`cross_entropy`.
+    null; the weights are computed once here (a class with count 0 is counted as 1). The weighted
+    ``mean`` divides by the sum of the targets' weights (PyTorch's convention), via
+    :func:`cross_entropy`; ``none`` gives ``[N]``.
     """
 
     tasks = ("classification",)
@@ -242,11 +262,9 @@ class ClassWeightedCE(Loss):
         super().__init__()
         if class_counts is None:
             raise ValueError(
-                "class_weighted_ce: expected class_counts of the training split, got None"
-            )
-        if min(class_counts) < 0:
-            raise ValueError(
-                f"class_weighted_ce: expected non-negative class_counts, got {list(class_counts)}"
+                "class_weighted_ce: expected class_counts of the training split, got None "
+                "(the loss needs the training class counts: the framework fills them from the "
+                "datamodule when the config leaves them null)"
             )
         check_range("class_weighted_ce", "beta", beta, 0.0, 1.0, low_open=True, high_open=True)
         check_range("class_weighted_ce", "log_offset", log_offset, 1.0, low_open=True)

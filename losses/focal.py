@@ -10,11 +10,13 @@ Two forms, one module (``loss=focal`` fits both tasks):
 - sigmoid focal for binary logits and a float {0, 1} mask of the same shape (torchvision's
   ``sigmoid_focal_loss``).
 
-Numerics: ``log p_t`` comes from ``log_softmax`` / ``logsigmoid``, and the modulating factor is
-``exp(gamma * log(1 - p_t))`` with ``log(1 - p_t)`` computed stably (``log1p(-exp(log p_t))`` split
-at ``log 0.5``, or ``logsigmoid(-x)`` in the binary case). For ``gamma < 1`` the naive
-``(1 - p_t) ** gamma`` has an infinite derivative at ``p_t = 1``, which saturated logits reach in
-float32: several libraries return NaN gradients there; these forms stay finite.
+Numerics: ``log p_t`` comes from ``log_softmax`` / ``binary_cross_entropy_with_logits``, and the
+modulating factor is ``exp(gamma * log(1 - p_t))`` with ``log(1 - p_t)`` itself taken in log space:
+``logsumexp`` of the other classes' log-probabilities (softmax), ``logsigmoid(-x)`` or
+``logsigmoid(x)`` (sigmoid). For ``gamma < 1`` the naive ``(1 - p_t) ** gamma`` has an infinite
+derivative at ``p_t = 1``, which saturated logits reach in float32 (several libraries return NaN
+gradients there); these forms are exact even where ``p_t`` rounds to 1 and their gradients stay
+finite at logits of any size.
 """
 
 import torch
@@ -28,28 +30,9 @@ from losses._core import (
     check_class_values,
     check_range,
     check_reduction,
+    describe,
     reduce,
 )
-
-
-def _log1mexp(log_p: Tensor) -> Tensor:
-    """``log(1 - exp(log_p))`` for ``log_p <= 0``, accurate over the whole range (Mächler 2012)."""
-    log_p = log_p.clamp_max(0)
-    return torch.where(
-        log_p > -0.6931471805599453,
-        torch.log(-torch.expm1(log_p)),
-        torch.log1p(-torch.exp(log_p)),
-    )
-
-
-def _modulate(log_p_t: Tensor, log_1m_p_t: Tensor, gamma: float) -> Tensor:
-    """``-(1 - p_t)^gamma log p_t`` with the factor taken in log space (finite gradients)."""
-    if gamma == 0:
-        return -log_p_t
-    # exp(-inf) = 0 when p_t is exactly 1: a zero weight, with a zero (not NaN) gradient, since
-    # log_1m_p_t is clamped away from -inf before the multiplication by gamma
-    factor = torch.exp(gamma * log_1m_p_t.clamp_min(-1e4))
-    return -factor * log_p_t
 
 
 def softmax_focal_loss(
@@ -62,8 +45,11 @@ def softmax_focal_loss(
     """Softmax focal loss ``-alpha_t (1 - p_t)^gamma log softmax(x)[y]``.
 
     Shapes: logits ``[N, C]``, target int64 ``[N]``; ``reduction="none"`` gives ``[N]``.
-    ``alpha``: None (no weighting), or a list of C per-class weights (``alpha_t`` is the target
-    class's weight). ``mean`` is over the N examples (not over the weights).
+    ``alpha``: None (no weighting), a list (or tensor) of C per-class weights (``alpha_t`` is the
+    target class's weight), or a float, which multiplies every class alike and so only rescales
+    the loss (kept for symmetry with the binary form). ``mean`` is over the N examples, not over
+    the weights (torchvision's convention), so ``gamma=0`` with class weights is not weighted CE's
+    ``mean``, which divides by the sum of the targets' weights.
 
     >>> x = torch.tensor([[0.2, 0.3, 0.4], [-0.02, -0.13, 0.2], [0.5, -0.3, 0.73]])
     >>> y = torch.tensor([0, 2, 1])
@@ -74,12 +60,26 @@ def softmax_focal_loss(
     """
     check_class_target("focal", logits, target)
     check_class_values("focal", target, logits.shape[1])
+    check_range("focal", "gamma", gamma, 0.0)
     check_reduction("focal", reduction)
-    log_p_t = F.log_softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)
-    loss = _modulate(log_p_t, _log1mexp(log_p_t), gamma)
+    log_p = F.log_softmax(logits, dim=1)
+    loss = -log_p.gather(1, target[:, None]).squeeze(1)
+    if gamma != 0:
+        # log(1 - p_t) = log sum_{c != y} p_c. The target's entry is filled with the lowest finite
+        # value rather than -inf, so that C = 1 (p_t = 1 always) still has a finite gradient.
+        others = log_p.scatter(1, target[:, None], torch.finfo(log_p.dtype).min)
+        loss = torch.exp(gamma * torch.logsumexp(others, dim=1)) * loss
     if alpha is not None:
         weights = torch.as_tensor(alpha, dtype=loss.dtype, device=loss.device)
-        loss = loss * (weights[target] if weights.ndim else weights)
+        if weights.ndim == 0:
+            loss = weights * loss
+        elif weights.shape == logits.shape[1:]:
+            loss = weights[target] * loss
+        else:
+            raise ValueError(
+                f"focal: expected alpha as a float or {logits.shape[1]} per-class weights, "
+                f"got {describe(weights)}"
+            )
     return reduce(loss, reduction)
 
 
@@ -95,20 +95,26 @@ def sigmoid_focal_loss(
     ``alpha`` weights the positives (``1 - alpha`` the negatives); None or a negative value turns
     the weighting off (torchvision's -1). Shapes: logits and mask alike (``[N, 1, H, W]``);
     ``reduction="none"`` gives that shape; ``mean`` is over all elements (RetinaNet instead divides
-    by the number of positives).
+    by the number of positives). Soft targets in [0, 1] follow torchvision too:
+    ``p_t = y p + (1 - y)(1 - p)``.
 
     >>> x, y = torch.tensor([0.4, 0.1]), torch.tensor([0.2, 0.8])
     >>> round(sigmoid_focal_loss(x, y, gamma=0.0, alpha=None).item(), 4)  # = BCE with logits
     0.7487
+    >>> round(sigmoid_focal_loss(x, y, gamma=2.0, alpha=0.25).item(), 4)
+    0.112
     """
     check_binary_target("focal", logits, target)
+    check_range("focal", "gamma", gamma, 0.0)
     check_reduction("focal", reduction)
-    log_p = F.logsigmoid(logits)
-    log_1m_p = F.logsigmoid(-logits)
-    # soft targets interpolate: log p_t = y log p + (1 - y) log(1 - p), as torchvision's form
-    ce = -(target * log_p + (1 - target) * log_1m_p)
-    log_1m_p_t = target * log_1m_p + (1 - target) * log_p
-    loss = ce if gamma == 0 else torch.exp(gamma * log_1m_p_t.clamp_min(-1e4)) * ce
+    loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    if gamma != 0:
+        # log(1 - p_t) = log(y (1 - p) + (1 - y) p); for a hard mask one term is log 0 = -inf,
+        # which logaddexp drops with a zero (not NaN) gradient
+        log_1m_p_t = torch.logaddexp(
+            torch.log(target) + F.logsigmoid(-logits), torch.log1p(-target) + F.logsigmoid(logits)
+        )
+        loss = torch.exp(gamma * log_1m_p_t) * loss
     if alpha is not None and alpha >= 0:
         loss = (alpha * target + (1 - alpha) * (1 - target)) * loss
     return reduce(loss, reduction)
@@ -118,10 +124,16 @@ class FocalLoss(Loss):
     """``loss=focal``: softmax focal for class indices, sigmoid focal for binary masks.
 
     The form follows the target: int64 class indices -> :func:`softmax_focal_loss`, a floating
-    mask -> :func:`sigmoid_focal_loss`. ``alpha``: a float in [0, 1] weights the positives of a
-    binary mask (torchvision's convention) and is not used for multi-class targets, where a
-    scalar weight of every class would only rescale the loss; a list gives multi-class per-class
-    weights; None turns weighting off. So ``loss=focal`` runs on both tasks with one config.
+    mask -> :func:`sigmoid_focal_loss`. ``alpha``:
+
+    - a float in [0, 1] weights the positives of a binary mask (torchvision's convention); for
+      multi-class targets it is not used, since one weight shared by every class would only
+      rescale the loss (and with it the learning rate), which would confound comparisons;
+    - a list of C per-class weights: multi-class only (a binary mask then raises);
+    - None or -1 turns the weighting off.
+
+    So ``loss=focal`` runs on both tasks with its default config, and ``gamma=0`` with
+    ``alpha=None`` (or -1) is exactly CE / BCE with logits.
     """
 
     tasks = ("classification", "segmentation")
@@ -132,22 +144,32 @@ class FocalLoss(Loss):
         super().__init__()
         check_range("focal", "gamma", gamma, 0.0)
         check_reduction("focal", reduction)
+        class_alpha = None
         if isinstance(alpha, int | float):
-            check_range("focal", "alpha", alpha, 0.0, 1.0)
-        elif alpha is not None and min(alpha) < 0:
-            raise ValueError(f"focal: expected non-negative class weights alpha, got {list(alpha)}")
+            if alpha != -1 and not 0 <= alpha <= 1:
+                raise ValueError(
+                    f"focal: expected alpha >= 0.0 and alpha <= 1.0, got {alpha} "
+                    "(-1 or null turn the weighting off; a list gives per-class weights)"
+                )
+        elif alpha is not None:
+            if len(alpha) == 0 or min(alpha) < 0:
+                raise ValueError(
+                    f"focal: expected non-negative class weights alpha, got {list(alpha)}"
+                )
+            class_alpha = torch.tensor(list(alpha), dtype=torch.float32)
+            alpha = None
         self.gamma = gamma
-        self.alpha = alpha if alpha is None or isinstance(alpha, int | float) else list(alpha)
+        self.alpha = alpha
+        self.register_buffer("class_alpha", class_alpha)
         self.reduction = reduction
 
     def compute(self, input: Tensor, target: Tensor) -> Tensor:
-        scalar = self.alpha is None or isinstance(self.alpha, int | float)
         if target.is_floating_point():
-            if not scalar:
+            if self.class_alpha is not None:
                 raise ValueError(
-                    f"focal: expected a scalar alpha for binary masks, got {self.alpha}"
+                    "focal: expected a float alpha for a binary mask, got "
+                    f"{len(self.class_alpha)} per-class weights"
                 )
             return sigmoid_focal_loss(input, target, self.gamma, self.alpha, self.reduction)
-        return softmax_focal_loss(
-            input, target, self.gamma, None if scalar else self.alpha, self.reduction
-        )
+        alpha = None if self.class_alpha is None else self.class_alpha.to(input.dtype)
+        return softmax_focal_loss(input, target, self.gamma, alpha, self.reduction)

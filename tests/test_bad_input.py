@@ -45,6 +45,33 @@ CONFIG_ROWS = [
     (["nan_policy=ignore"], "nan_policy: expected one of ('skip', 'stop', 'raise'), got 'ignore'"),
     (["callbacks.nonfinite.max_consecutive=0"], "nan_policy: expected max_consecutive >= 1, got 0"),
     (["test_ckpt=first"], "test_ckpt: expected best or last, got 'first'"),
+    (["loss=focal", "loss.gamma=-1"], "focal: expected gamma >= 0.0, got -1"),
+    (["loss=focal", "loss.alpha=1.5"], "focal: expected alpha >= 0.0 and alpha <= 1.0, got 1.5"),
+    (
+        ["loss=ce"],
+        "loss=ce does not fit data=seg_imbalanced (task segmentation); losses that fit: balanced_bce, bce",
+    ),
+    (
+        ["data=mnist", "loss=dice"],
+        "loss=dice does not fit data=mnist (task classification); losses that fit: bce_onehot",
+    ),
+    (["data=mnist", "data.imbalance_ratio=0.5"], "mnist: expected imbalance_ratio >= 1"),
+    (
+        ["data=mnist", "loss=class_weighted_ce", "loss.beta=1.0"],
+        "class_weighted_ce: expected beta > 0.0 and beta < 1.0, got 1.0",
+    ),
+    (
+        ["data=mnist", "loss=kl_div", "loss.smoothing=1.0"],
+        "kl_div: expected smoothing >= 0.0 and smoothing < 1.0, got 1.0",
+    ),
+    (
+        ["data=regression", "data.outlier_frac=1.5"],
+        "regression: expected outlier_frac >= 0.0 and outlier_frac < 1.0, got 1.5",
+    ),
+    (["data=regression", "loss=huber", "loss.delta=0"], "huber: expected delta > 0.0, got 0"),
+    (["data=boxes", "loss=giou", "loss.eps=0"], "giou: expected eps > 0.0, got 0"),
+    (["data=restoration", "loss=ssim", "data.image_size=8"], "ssim: expected images of at least 11x11 pixels (the gaussian window), got 8x8"),
+    (["data=restoration", "data.noise=poisson"], "restoration: expected noise in"),
 ]
 
 
@@ -60,6 +87,24 @@ def test_bad_config_is_one_line_before_training(
     assert line is not None and "\n" not in line
     assert message in line
     assert not list(tmp_path.glob("events.out.tfevents.*")), "training started"
+
+
+def test_missing_and_corrupt_mnist(make_cfg, tmp_path: Path):
+    from idx_fixture import write_fake_idx
+
+    with pytest.raises(Exception) as error:
+        train(make_cfg("data=mnist", f"data.data_dir={tmp_path / 'empty'}", "data.download=false"))
+    line = one_line(error.value)
+    assert line.startswith(f"mnist: no MNIST IDX files in {tmp_path / 'empty'}") and line.endswith(
+        "download=false"
+    )
+    corrupt = tmp_path / "corrupt"
+    write_fake_idx(corrupt)
+    labels = corrupt / "train-labels-idx1-ubyte"
+    labels.write_bytes(b"\x00\x00\x04\xd2" + labels.read_bytes()[4:])
+    with pytest.raises(Exception) as error:
+        train(make_cfg("data=mnist", f"data.data_dir={corrupt}", "data.download=false"))
+    assert one_line(error.value).startswith(f"mnist: {labels} has magic number 1234, expected 2049")
 
 
 def test_resume_without_a_checkpoint(make_cfg, tmp_path: Path):

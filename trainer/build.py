@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from datasets.mnist import DataError
 from losses._core import Loss
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -98,8 +99,10 @@ def check_loss_fits(loss_name: str, loss_cfg: DictConfig, data_name: str, task: 
         )
 
 
-# What a user's input can cause; anything else is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, TypeError, LookupError, OSError, ConfigError)
+# What a user's input can cause; anything else is a bug and keeps its traceback. The first ones
+# name the loss, dataset or setting themselves; the others get their type as a prefix.
+SELF_EXPLAINED = (ValueError, TypeError, ConfigError, DataError)
+USER_ERRORS = (*SELF_EXPLAINED, LookupError, OSError)
 
 
 def root_cause(error: BaseException) -> BaseException:
@@ -126,11 +129,7 @@ def one_line(error: BaseException) -> str | None:
     if not isinstance(cause, USER_ERRORS):
         return None
     message = " ".join(str(cause).split()) or type(cause).__name__
-    return (
-        message
-        if isinstance(cause, ValueError | TypeError | ConfigError)
-        else f"{type(cause).__name__}: {message}"
-    )
+    return message if isinstance(cause, SELF_EXPLAINED) else f"{type(cause).__name__}: {message}"
 
 
 def unknown_choice(args: list[str], conf_dir: Path = CONF_DIR) -> str | None:
@@ -223,6 +222,18 @@ def check_run(cfg: DictConfig, loss_name: str, data_name: str, task: str) -> Non
     check_loss_fits(loss_name, cfg.loss, data_name, task)
     if cfg.test_ckpt not in ("best", "last"):
         raise ConfigError(f"test_ckpt: expected best or last, got {cfg.test_ckpt!r}")
+
+
+def preflight(module: L.LightningModule, datamodule: L.LightningDataModule) -> None:
+    """Two validation samples through the model and the loss, in eval mode, before training:
+    a loss that cannot take the model's outputs (shape, dtype, an SSIM window larger than the
+    images) fails here with its own message instead of at the first step."""
+    datamodule.setup()
+    inputs, target = datamodule.splits["val"].__getitems__([0, 1])
+    module.eval()
+    with torch.no_grad():
+        module.loss(module(inputs), target)
+    module.train()
 
 
 def weights_to_test(trainer: L.Trainer, which: str) -> str | None:

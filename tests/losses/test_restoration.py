@@ -26,9 +26,7 @@ def test_ssim_equals_torchmetrics(channels, dtype, smooth):
     noisy, clean = _pair(channels, dtype, smooth=smooth)
     expected = tm_ssim(noisy, clean, data_range=1.0, reduction="none").to(dtype)
     torch.testing.assert_close(ssim(noisy, clean), expected, atol=1e-4, rtol=0)
-    torch.testing.assert_close(
-        SSIMLoss()(noisy, clean), 1 - expected.mean(), atol=1e-4, rtol=0
-    )
+    torch.testing.assert_close(SSIMLoss()(noisy, clean), 1 - expected.mean(), atol=1e-4, rtol=0)
 
 
 def test_identical_images_lose_nothing():
