@@ -39,7 +39,16 @@ def test_seed_pins():
     assert round(CrossEntropy()(SEED_X, SEED_Y).item(), 4) == 1.3077
     assert round(NLL()(SEED_X, SEED_Y).item(), 4) == 1.3077
     p, q = torch.tensor([[0.5, 0.2, 0.3]]), torch.tensor([[0.1, 0.2, 0.7]])
+    # the pin is KL(q || p): q = [0.1, 0.2, 0.7] is the target (the other way round gives 0.5505)
     assert round(kl_div(p.log(), q, reduction="sum").item(), 4) == 0.4322
+    assert round(F.kl_div(p.log(), q, reduction="sum").item(), 4) == 0.4322
+    assert round(F.kl_div(q.log(), p, reduction="sum").item(), 4) == 0.5505
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_nll_equals_ce(reduction):
+    x, y = _data()
+    torch.testing.assert_close(NLL(reduction)(x, y), CrossEntropy(reduction=reduction)(x, y))
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -56,23 +65,52 @@ def test_equal_to_torch_builtins(reduction):
         torch.testing.assert_close(MODULES[name](reduction)(x, y), expected, msg=name)
 
 
-def test_ce_options_match_torch():
-    x, y = _data()
-    weight = [1.0, 2.0, 0.5, 3.0]
-    ce = CrossEntropy(weight=weight, label_smoothing=0.1)
+@pytest.mark.parametrize("weight", [None, [1.0, 2.0, 0.5, 3.0]])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1, 0.5])
+@pytest.mark.parametrize("ignore_index", [-100, 2])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_ce_options_match_torch(weight, label_smoothing, ignore_index, reduction):
+    x, y = _data(n=16)
+    y[:3] = ignore_index
+    ce = CrossEntropy(weight, ignore_index, label_smoothing, reduction)
     expected = F.cross_entropy(
-        x, y, weight=torch.tensor(weight, dtype=x.dtype), label_smoothing=0.1
+        x,
+        y,
+        weight=None if weight is None else torch.tensor(weight, dtype=x.dtype),
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+        reduction=reduction,
     )
     torch.testing.assert_close(ce(x, y), expected)
-    y_ignored = y.clone()
-    y_ignored[:3] = -100
-    torch.testing.assert_close(CrossEntropy()(x, y_ignored), F.cross_entropy(x, y_ignored))
 
 
-def test_all_ignored_batch_is_zero_not_nan():
+@pytest.mark.parametrize("weight", [None, [1.0, 2.0, 0.5, 3.0]])
+def test_all_ignored_batch_is_zero_not_nan(weight):
     x, _ = _data()
-    assert CrossEntropy()(x, torch.full((8,), -100)).item() == 0.0
+    x.requires_grad_(True)
+    loss = CrossEntropy(weight=weight)(x, torch.full((8,), -100))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.all(x.grad == 0)
     assert torch.isnan(F.cross_entropy(x, torch.full((8,), -100)))  # PyTorch's choice, not ours
+    # zero-weight targets only: nothing counted either
+    assert (
+        cross_entropy(x, torch.zeros(8, dtype=torch.long), torch.zeros(4, dtype=x.dtype)).item()
+        == 0.0
+    )
+
+
+def test_ce_weight_of_the_wrong_length():
+    x, y = _data()
+    with pytest.raises(
+        ValueError, match=r"ce: expected weight of shape \[4\] \(one per class\), got float32 \[3\]"
+    ):
+        CrossEntropy(weight=[1.0, 2.0, 3.0])(x.float(), y)
+    with pytest.raises(
+        ValueError, match=r"class_weighted_ce: expected weight of shape \[4\] \(one per class\)"
+    ):
+        ClassWeightedCE([10, 20, 30])(x, y)
+    with pytest.raises(ValueError, match="ce: expected reduction in"):
+        cross_entropy(x, y, reduction="avg")
 
 
 def test_class_weighted_ce_is_weighted_ce_with_the_scheme_weights():
@@ -91,7 +129,26 @@ def test_class_weighted_ce_is_weighted_ce_with_the_scheme_weights():
         atol=1e-6,
         rtol=1e-6,
     )
-    assert torch.isfinite(class_weights([10, 0, 5], "inverse")).all()  # an empty class: no inf
+    p = n / n.sum()
+    log_weights = 1 / torch.log(1.02 + p)
+    torch.testing.assert_close(
+        class_weights(COUNTS, "log").double(), log_weights * 4 / log_weights.sum()
+    )
+    inverse = 1 / n
+    torch.testing.assert_close(
+        class_weights(COUNTS, "inverse").double(), inverse * 4 / inverse.sum()
+    )
+
+
+@pytest.mark.parametrize("scheme", ["inverse", "log", "effective"])
+def test_an_empty_class_gets_a_finite_weight(scheme):
+    # counted as 1: the weight of a class seen once, not inf
+    weights = class_weights([10, 0, 5], scheme)
+    assert torch.isfinite(weights).all()
+    torch.testing.assert_close(weights, class_weights([10, 1, 5], scheme))
+    assert weights[1] == weights.max()
+    x, y = _data(c=3)
+    assert torch.isfinite(ClassWeightedCE([10, 0, 5], scheme=scheme)(x, y))
 
 
 def test_kl_div_smoothing_and_soft_targets():
@@ -102,6 +159,23 @@ def test_kl_div_smoothing_and_soft_targets():
     torch.testing.assert_close(kl_div(x, q), expected)
     # smoothing 0: KL to a one-hot target is exactly CE
     torch.testing.assert_close(KLDiv(smoothing=0.0)(x, y), F.cross_entropy(x, y))
+    # sum, and 'none' per sample [N]
+    per = F.kl_div(F.log_softmax(x, 1), q, reduction="none").sum(1)
+    torch.testing.assert_close(kl_div(x, q, reduction="none"), per)
+    torch.testing.assert_close(kl_div(x, q, reduction="sum"), per.sum())
+    # our 'mean' is batchmean, not PyTorch's 'mean' over N*C
+    assert not torch.allclose(kl_div(x, q), per.sum() / q.numel())
+
+
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("margin", [0.0, 0.5, 1.0, 2.0])
+def test_multi_margin_matches_torch(p, margin):
+    x, y = _data()
+    for reduction in ("mean", "sum", "none"):
+        torch.testing.assert_close(
+            MultiMargin(p, margin, reduction)(x, y),
+            F.multi_margin_loss(x, y, p=p, margin=margin, reduction=reduction),
+        )
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -180,8 +254,36 @@ def test_bad_hyperparameters(build, message):
 
 
 def test_kl_div_rejects_rows_that_are_not_distributions():
-    with pytest.raises(ValueError, match="kl_div: expected target rows that sum to 1"):
+    with pytest.raises(
+        ValueError, match=r"kl_div: expected target rows that sum to 1 .*got row sums in \[3, 3\]"
+    ):
         kl_div(torch.randn(2, 3), torch.ones(2, 3))
+    with pytest.raises(ValueError, match=r"kl_div: expected target rows .*values in \[-0.5, 1.5\]"):
+        kl_div(torch.randn(1, 2), torch.tensor([[-0.5, 1.5]]))
+    with pytest.raises(ValueError, match=r"kl_div: expected target of the same shape"):
+        kl_div(torch.randn(2, 3), torch.full((2, 4), 0.25))
+
+
+def test_configs_hold_the_constructor_defaults():
+    import inspect
+    from pathlib import Path
+
+    from hydra.utils import get_class, instantiate
+    from omegaconf import OmegaConf
+
+    conf = Path(__file__).parents[2] / "conf" / "loss"
+    x, y = _data(dtype=torch.float32)
+    for key in MODULES:
+        cfg = OmegaConf.load(conf / f"{key}.yaml")
+        assert next(iter(cfg)) == "_target_", key
+        signature = inspect.signature(get_class(cfg._target_))
+        defaults = {name: p.default for name, p in signature.parameters.items()}
+        assert {k: v for k, v in cfg.items() if k != "_target_"} == defaults, key
+        if key == "class_weighted_ce":
+            cfg.class_counts = COUNTS  # what the framework fills from the training split
+        loss = instantiate(cfg, _convert_="all")
+        assert loss.tasks == ("classification",), key
+        assert torch.isfinite(loss(x, y)), key
 
 
 def test_weighted_mean_divides_by_the_weights():
