@@ -70,7 +70,10 @@ CONFIG_ROWS = [
     ),
     (["data=regression", "loss=huber", "loss.delta=0"], "huber: expected delta > 0.0, got 0"),
     (["data=boxes", "loss=giou", "loss.eps=0"], "giou: expected eps > 0.0, got 0"),
-    (["data=restoration", "loss=ssim", "data.image_size=8"], "ssim: expected images of at least 11x11 pixels (the gaussian window), got 8x8"),
+    (
+        ["data=restoration", "loss=ssim", "data.image_size=8"],
+        "ssim: expected images of at least 11x11 pixels (the gaussian window), got 8x8",
+    ),
     (["data=restoration", "data.noise=poisson"], "restoration: expected noise in"),
 ]
 
