@@ -29,6 +29,7 @@ from trainer.build import (
     recorded_status,
     register_resolvers,
     unknown_choice,
+    unwritable_output,
     weights_to_test,
 )
 from trainer.module import LossExperiment
@@ -99,6 +100,6 @@ if __name__ == "__main__":
     # Hydra's override grammar reads `nan` as a float, so `debug=nan` would never select
     # conf/debug/nan.yaml: quote it before Hydra parses the command line.
     sys.argv = [re.sub(r"^([+~]?debug)=nan$", r"\1='nan'", arg) for arg in sys.argv]
-    if message := unknown_choice(sys.argv[1:]):
+    if message := unknown_choice(sys.argv[1:]) or unwritable_output(sys.argv[1:]):
         sys.exit(f"train.py: {message}")
     main()

@@ -192,3 +192,18 @@ def test_cli_prints_one_line_and_fails(tmp_path: Path):
         env={**os.environ, "HYDRA_FULL_ERROR": "1"},
     )
     assert full.returncode == 1 and "Traceback" in full.stderr
+
+
+def test_unwritable_output_directory(tmp_path: Path):
+    from trainer.build import unwritable_output
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert unwritable_output([f"hydra.run.dir={blocker}/run"]).startswith(
+        f"cannot create the output directory {blocker}/run:"
+    )
+    assert unwritable_output([f"hydra.sweep.dir={tmp_path / 'fine'}"]) is None
+    assert (
+        unwritable_output(["paths.log_dir=/proc/no/such"])
+        == "cannot create the output directory /proc/no/such: FileNotFoundError"
+    )

@@ -158,6 +158,28 @@ def unknown_choice(args: list[str], conf_dir: Path = CONF_DIR) -> str | None:
     return None
 
 
+def unwritable_output(args: list[str]) -> str | None:
+    """One line when the run's output directory cannot be created, checked before Hydra creates it
+    (and fails with a traceback): ``hydra.run.dir``/``hydra.sweep.dir``/``paths.log_dir`` if given,
+    else ``outputs``. Creating it early costs nothing: the run would create it anyway.
+
+    >>> unwritable_output(["hydra.run.dir=/proc/no/such/run"])
+    'cannot create the output directory /proc/no/such/run: FileNotFoundError'
+    """
+    keys = ("hydra.run.dir=", "hydra.sweep.dir=", "paths.log_dir=")
+    directory = next((a.split("=", 1)[1] for a in args if a.startswith(keys)), "outputs")
+    if "${" in directory:  # interpolated: Hydra resolves it
+        return None
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        probe = Path(directory) / ".write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        return f"cannot create the output directory {directory}: {type(error).__name__}"
+    return None
+
+
 def run_name(loss: str, overrides: list[str] | ListConfig) -> str:
     """``focal-gamma=2-alpha=0.25-seed=1``: the loss, then the job's overrides, ``loss.`` dropped.
 
