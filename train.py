@@ -18,21 +18,11 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from trainer.build import (
-    check_run,
-    final_metrics,
-    flat_hparams,
-    instantiate_with_data,
-    log_final_hparams,
-    one_line,
-    preflight,
-    recorded_status,
-    register_resolvers,
-    unknown_choice,
-    unwritable_output,
-    weights_to_test,
-)
+from trainer.cli import one_line, unknown_choice, unwritable_output
+from trainer.config import instantiate_with_data, register_resolvers, weights_to_test
 from trainer.module import LossExperiment
+from trainer.preflight import check_run, preflight
+from trainer.records import final_metrics, flat_hparams, log_final_hparams, recorded_status
 from trainer.tasks import build_task
 
 register_resolvers()

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import train  # noqa: E402  (also registers the run_name resolver)
-from trainer.build import instantiate_with_data  # noqa: E402
+from trainer.config import instantiate_with_data  # noqa: E402
 
 CASES = {
     # name: overrides giving the model, data and batch size

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from train import train
-from trainer.build import one_line, unknown_choice
+from trainer.cli import one_line, unknown_choice
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -195,7 +195,7 @@ def test_cli_prints_one_line_and_fails(tmp_path: Path):
 
 
 def test_unwritable_output_directory(tmp_path: Path):
-    from trainer.build import unwritable_output
+    from trainer.cli import unwritable_output
 
     blocker = tmp_path / "a-file"
     blocker.write_text("")

@@ -11,7 +11,7 @@ from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from train import train
-from trainer.build import declared_tasks
+from trainer.config import declared_tasks
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 LOSSES = sorted(p.stem for p in (CONF / "loss").glob("*.yaml"))

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from trainer.build import declared_tasks, instantiate_with_data
+from trainer.config import declared_tasks, instantiate_with_data
 
 CONF = Path(__file__).resolve().parent.parent / "conf" / "loss"
 NUM_CLASSES = 5

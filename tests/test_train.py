@@ -7,7 +7,7 @@ import pytest
 from conftest import read_events
 
 from train import train
-from trainer.build import ConfigError
+from trainer.config import ConfigError
 
 
 def test_default_run_logs_everything(make_cfg, tmp_path: Path):
@@ -75,7 +75,7 @@ def test_loss_that_does_not_fit_stops_before_training(make_cfg, tmp_path: Path):
 def test_model_output_follows_the_data(make_cfg):
     from hydra.utils import instantiate
 
-    from trainer.build import instantiate_with_data
+    from trainer.config import instantiate_with_data
 
     cfg = make_cfg("data=mnist", "model=mlp")
     datamodule = instantiate(cfg.data)

@@ -1,4 +1,5 @@
-"""Callbacks every run uses: the non-finite guard (with gradient norm) and the picture grid."""
+"""Callbacks every run uses: the non-finite guard (with gradient norm), the task checkpoint, the
+picture grid, the embedding projector and the throughput meter."""
 
 import json
 import time
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.optim import Optimizer
 from torchvision.utils import make_grid
@@ -233,3 +235,14 @@ class Throughput(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.started is not None and self.ended is not None and self.ended > self.started:
             pl_module.log("perf/train_samples_per_sec", self.samples / (self.ended - self.started))
+
+
+class TaskCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint that monitors the task's own metric (``val/acc``, ``val/dice``, ...)."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        task = pl_module.task
+        self.monitor = f"val/{task.monitor}"
+        self.mode = task.mode
+        self.kth_value = torch.tensor(-torch.inf if task.mode == "max" else torch.inf)
+        super().setup(trainer, pl_module, stage)

@@ -1,4 +1,4 @@
-"""Models. Input and output sizes come from the data (filled in by ``trainer.build``)."""
+"""Models. Input and output sizes come from the data (``trainer.config.instantiate_with_data``)."""
 
 import math
 

@@ -18,7 +18,7 @@ from hydra.experimental.callback import Callback
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from trainer.build import run_name
+from trainer.config import run_name
 from trainer.tasks import TASKS
 
 log = logging.getLogger(__name__)

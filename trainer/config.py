@@ -1,0 +1,139 @@
+"""Config helpers and the config's resolvers: data-filled instantiation, which losses fit which
+task, run names, and the checkpoint a run resumes from or tests."""
+
+import inspect
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+
+from losses._core import Loss
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot train; its message is one line that says what would fit."""
+
+
+def _fill_from_data(node: Any, provided: Mapping[str, Any]) -> None:
+    """Fill, in every ``_target_`` node, the constructor arguments the data provide and the config
+    leaves unset or null (``class_counts`` for weighted losses, ``num_outputs`` for models)."""
+    if isinstance(node, DictConfig):
+        if "_target_" in node:
+            signature = inspect.signature(get_class(node._target_))
+            for name in signature.parameters.keys() & provided.keys():
+                if node.get(name) is None:
+                    node[name] = provided[name]
+        for key in node:
+            _fill_from_data(node._get_node(key), provided)
+    elif isinstance(node, ListConfig):
+        for item in node:
+            _fill_from_data(item, provided)
+
+
+def instantiate_with_data(cfg: DictConfig, provided: Mapping[str, Any]) -> Any:
+    """``hydra.utils.instantiate`` after filling data-dependent arguments (``_fill_from_data``)."""
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        _fill_from_data(cfg, provided)
+    return instantiate(cfg, _convert_="all")
+
+
+def declared_tasks(loss_cfg: DictConfig) -> set[str]:
+    """Tasks a loss config fits: its class's ``tasks``, or, for a loss made of other losses
+    (``combo``), the tasks all its component losses fit."""
+    own = set(get_class(loss_cfg._target_).tasks)
+    if own:
+        return own
+    parts = [
+        declared_tasks(node)
+        for node in _target_nodes(loss_cfg)
+        if node is not loss_cfg and issubclass(get_class(node._target_), Loss)
+    ]
+    return set.intersection(*parts) if parts else set()
+
+
+def _target_nodes(node: Any) -> Iterator[DictConfig]:
+    if isinstance(node, DictConfig):
+        if "_target_" in node:
+            yield node
+        for key in node:
+            yield from _target_nodes(node._get_node(key))
+
+
+def losses_for_task(task: str, conf_dir: Path = CONF_DIR) -> list[str]:
+    """Names of the shipped loss configs that declare ``task``."""
+    return sorted(
+        path.stem
+        for path in (conf_dir / "loss").glob("*.yaml")
+        if task in declared_tasks(OmegaConf.load(path))
+    )
+
+
+def check_loss_fits(loss_name: str, loss_cfg: DictConfig, data_name: str, task: str) -> None:
+    if task not in declared_tasks(loss_cfg):
+        raise ConfigError(
+            f"loss={loss_name} does not fit data={data_name} (task {task}); "
+            f"losses that fit: {', '.join(losses_for_task(task))}"
+        )
+
+
+def run_name(loss: str, overrides: list[str] | ListConfig) -> str:
+    """``focal-gamma=2-alpha=0.25-seed=1``: the loss, then the job's overrides, ``loss.`` dropped.
+
+    Registered as the ``run_name`` resolver and used for run and sweep directories.
+
+    >>> run_name("focal", ["loss=focal", "loss.gamma=2", "loss.alpha=0.25", "seed=1"])
+    'focal-gamma=2-alpha=0.25-seed=1'
+    """
+    parts = [loss]
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key in ("loss", "suite", "resume", "ckpt_path") or key.startswith(("hydra.", "paths.")):
+            continue
+        parts.append(override.lstrip("+~").removeprefix("loss."))
+    return re.sub(r"[^\w=.,+-]+", "_", "-".join(parts))[:200]
+
+
+def last_checkpoint(run_dir: str | None) -> str | None:
+    """``resume=RUN_DIR`` -> that run's ``checkpoints/last.ckpt`` (None without resume)."""
+    if run_dir is None:
+        return None
+    path = Path(run_dir) / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise ConfigError(f"resume: no checkpoint to resume from at {path}")
+    return str(path)
+
+
+def checkpoint_step(run_dir: str | None) -> int | None:
+    """The global step saved in the run's last checkpoint: TensorBoard hides (purges) what the
+    interrupted run logged after it, so resumed curves carry no duplicate steps."""
+    path = last_checkpoint(run_dir)
+    return (
+        None
+        if path is None
+        else int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+    )
+
+
+def register_resolvers() -> None:
+    """The config's own resolvers (run names, resume); Hydra resolves run dirs with them."""
+    OmegaConf.register_new_resolver("run_name", run_name, replace=True)
+    OmegaConf.register_new_resolver(
+        "or_else", lambda value, default: default if value is None else value, replace=True
+    )
+    OmegaConf.register_new_resolver("last_checkpoint", last_checkpoint, replace=True)
+    OmegaConf.register_new_resolver("checkpoint_step", checkpoint_step, replace=True)
+
+
+def weights_to_test(trainer: L.Trainer, which: str) -> str | None:
+    """``best`` -> the best checkpoint, if validation ever ran; ``last`` (or no best) -> the
+    weights in memory, which are the last ones."""
+    best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+    return best if which == "best" and best else None
