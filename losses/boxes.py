@@ -1,10 +1,12 @@
-"""Box regression: generalized IoU loss for matched boxes ``[N, 4]`` as ``(x1, y1, x2, y2)``.
+"""Box regression: the generalized IoU loss of matched boxes ``[N, 4]`` as ``(x1, y1, x2, y2)``.
 
-GIoU (Rezatofighi et al. 2019; seed 000) extends IoU with the smallest enclosing box C:
+GIoU (Rezatofighi et al. 2019, "Generalized Intersection over Union: A Metric and A Loss for
+Bounding Box Regression") extends IoU with the smallest enclosing box C:
 ``GIoU = IoU - |C \\ (A ∪ B)| / |C|``, and the loss is ``1 - GIoU`` in [0, 2]. Unlike IoU it still
 has a gradient when the boxes do not overlap. Equal to ``torchvision.ops.generalized_box_iou_loss``
-(same ``eps``), except that inverted boxes (``x2 < x1`` or ``y2 < y1``) are rejected with an error,
-where torchvision silently computes a meaningless value; zero-area boxes are fine.
+(same ``eps``), except that inverted boxes (``x2 < x1`` or ``y2 < y1``) are rejected with an error
+(values checked on CPU and in preflight), where torchvision silently computes a meaningless value;
+zero-area boxes are fine.
 """
 
 import torch
@@ -20,6 +22,8 @@ from losses._core import (
     reduce,
     values_checkable,
 )
+
+__all__ = ["GIoU", "check_giou", "giou"]
 
 
 def _check_boxes(name: str, role: str, boxes: Tensor) -> None:
@@ -38,18 +42,29 @@ def _check_boxes(name: str, role: str, boxes: Tensor) -> None:
             )
 
 
-def giou(prediction: Tensor, target: Tensor, eps: float = 1e-7, reduction: str = "mean") -> Tensor:
-    """``1 - GIoU`` of matched boxes; ``none`` gives ``[N]``.
+def check_giou(*, eps: float, reduction: str) -> None:
+    check_range("giou", "eps", eps, 0.0, low_open=True)
+    check_reduction("giou", reduction)
+
+
+def giou(
+    prediction: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: str = "mean"
+) -> Tensor:
+    """``1 - GIoU`` of matched boxes ``[N, 4]``; ``none`` gives ``[N]``.
+
+    ``1 - I / (U + eps) + (C - U) / (C + eps)`` with I, U the intersection and union areas and C
+    the area of the smallest enclosing box. Inverted boxes raise ``ValueError`` (values checked
+    on CPU and in preflight).
 
     >>> prediction = torch.tensor([[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 1.0, 1.0]])
     >>> target = torch.tensor([[1.0, 0.0, 3.0, 2.0], [2.0, 2.0, 3.0, 3.0]])
     >>> giou(prediction, target, reduction="none")
     tensor([0.6667, 1.7778])
     """
+    check_giou(eps=eps, reduction=reduction)
     _check_boxes("giou", "prediction", prediction)
     _check_boxes("giou", "target", target)
     check_same_shape("giou", prediction, target)
-    check_reduction("giou", reduction)
     px1, py1, px2, py2 = prediction.unbind(dim=1)
     tx1, ty1, tx2, ty2 = target.unbind(dim=1)
     intersection = (torch.minimum(px2, tx2) - torch.maximum(px1, tx1)).clamp_min(0) * (
@@ -67,13 +82,16 @@ class GIoU(Loss):
     """``loss=giou``: :func:`giou` as a module."""
 
     tasks = ("boxes",)
+    function = staticmethod(giou)
+    check = staticmethod(check_giou)
+    formula = (
+        "1 - I / (U + eps) + (C - U) / (C + eps); "
+        "I, U the intersection and union areas, C the area of the smallest enclosing box"
+    )
+    reference = (
+        'Rezatofighi et al. 2019, "Generalized Intersection over Union: A Metric and A Loss for '
+        'Bounding Box Regression"'
+    )
 
-    def __init__(self, eps: float = 1e-7, reduction: str = "mean") -> None:
-        super().__init__()
-        check_range("giou", "eps", eps, 0.0, low_open=True)
-        check_reduction("giou", reduction)
-        self.eps = eps
-        self.reduction = reduction
-
-    def compute(self, input: Tensor, target: Tensor) -> Tensor:
-        return giou(input, target, self.eps, self.reduction)
+    def __init__(self, *, eps: float = 1e-7, reduction: str = "mean") -> None:
+        super().__init__(eps=eps, reduction=reduction)

@@ -1,12 +1,14 @@
-"""Pixel-wise and coordinate-wise regression losses: prediction and target of the same shape.
+"""Element-wise regression losses: prediction and target of the same shape, reduced by ``reduce``.
 
 ``[N, D]`` for regression, ``[N, 4]`` for boxes, ``[N, C, H, W]`` for image restoration; the
 element-wise loss is reduced by the shared helper (``none`` keeps the input's shape).
 
-- ``l1``: ``|y - ŷ|``, the median's loss, robust to outliers (seeds 001, 003, 004);
-- ``mse``: ``(y - ŷ)²``, the mean's loss, pulled by outliers (seeds 001, 003, 004);
-- ``smooth_l1``: ``0.5 r² / beta`` for ``|r| < beta``, else ``|r| - 0.5 beta`` (seed 004);
-- ``huber``: ``0.5 r²`` for ``|r| < delta``, else ``delta (|r| - 0.5 delta)``.
+- ``l1``: ``|y - ŷ|``, the median's loss, robust to outliers;
+- ``mse``: ``(y - ŷ)²``, the mean's loss, pulled by outliers;
+- ``smooth_l1``: ``0.5 r² / beta`` for ``|r| < beta``, else ``|r| - 0.5 beta`` (Girshick 2015,
+  "Fast R-CNN");
+- ``huber``: ``0.5 r²`` for ``|r| < delta``, else ``delta (|r| - 0.5 delta)`` (Huber 1964,
+  "Robust Estimation of a Location Parameter").
 
 ``smooth_l1(beta) = huber(delta=beta) / beta``: the same curve, scaled so that smooth L1's slope
 far out is 1 while Huber's is delta.
@@ -17,16 +19,48 @@ from torch import Tensor
 
 from losses._core import Loss, check_float, check_range, check_reduction, check_same_shape, reduce
 
+__all__ = [
+    "L1",
+    "MSE",
+    "Huber",
+    "SmoothL1",
+    "check_huber",
+    "check_l1",
+    "check_mse",
+    "check_smooth_l1",
+    "huber",
+    "l1",
+    "mse",
+    "smooth_l1",
+]
 
-def _check(name: str, prediction: Tensor, target: Tensor, reduction: str) -> None:
+
+def _check_inputs(name: str, prediction: Tensor, target: Tensor) -> None:
     check_float(name, "prediction", prediction)
     check_float(name, "target", target)
     check_same_shape(name, prediction, target)
-    check_reduction(name, reduction)
 
 
-def l1(prediction: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
-    """Mean absolute error. Seed 003's 2x2 example:
+def check_l1(*, reduction: str) -> None:
+    check_reduction("l1", reduction)
+
+
+def check_mse(*, reduction: str) -> None:
+    check_reduction("mse", reduction)
+
+
+def check_smooth_l1(*, beta: float, reduction: str) -> None:
+    check_range("smooth_l1", "beta", beta, 0.0, low_open=True)
+    check_reduction("smooth_l1", reduction)
+
+
+def check_huber(*, delta: float, reduction: str) -> None:
+    check_range("huber", "delta", delta, 0.0, low_open=True)
+    check_reduction("huber", reduction)
+
+
+def l1(prediction: Tensor, target: Tensor, *, reduction: str = "mean") -> Tensor:
+    """Mean absolute error ``mean |y - ŷ|``; any shape, ``none`` keeps it.
 
     >>> import torch
     >>> prediction = torch.tensor([[3.0, 1.0], [1.0, 0.0]])
@@ -34,12 +68,13 @@ def l1(prediction: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     >>> round(l1(prediction, target).item(), 4)
     0.75
     """
-    _check("l1", prediction, target, reduction)
+    check_l1(reduction=reduction)
+    _check_inputs("l1", prediction, target)
     return reduce(F.l1_loss(prediction, target, reduction="none"), reduction)
 
 
-def mse(prediction: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
-    """Mean squared error. Seed 003's 2x2 example:
+def mse(prediction: Tensor, target: Tensor, *, reduction: str = "mean") -> Tensor:
+    """Mean squared error ``mean (y - ŷ)²``; any shape, ``none`` keeps it.
 
     >>> import torch
     >>> prediction = torch.tensor([[3.0, 1.0], [1.0, 0.0]])
@@ -47,89 +82,92 @@ def mse(prediction: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     >>> round(mse(prediction, target).item(), 4)
     1.25
     """
-    _check("mse", prediction, target, reduction)
+    check_mse(reduction=reduction)
+    _check_inputs("mse", prediction, target)
     return reduce(F.mse_loss(prediction, target, reduction="none"), reduction)
 
 
 def smooth_l1(
-    prediction: Tensor, target: Tensor, beta: float = 1.0, reduction: str = "mean"
+    prediction: Tensor, target: Tensor, *, beta: float = 1.0, reduction: str = "mean"
 ) -> Tensor:
-    """Smooth L1: quadratic within ``beta`` of the target, linear (slope 1) beyond.
+    """Smooth L1: ``0.5 r² / beta`` within ``beta`` of the target, ``|r| - 0.5 beta`` beyond.
+
+    Slope 1 far out; any shape, ``none`` keeps it.
 
     >>> import torch
     >>> smooth_l1(torch.tensor([0.5, 3.0]), torch.zeros(2), reduction="none")
     tensor([0.1250, 2.5000])
     """
-    _check("smooth_l1", prediction, target, reduction)
+    check_smooth_l1(beta=beta, reduction=reduction)
+    _check_inputs("smooth_l1", prediction, target)
     return reduce(F.smooth_l1_loss(prediction, target, beta=beta, reduction="none"), reduction)
 
 
 def huber(
-    prediction: Tensor, target: Tensor, delta: float = 1.0, reduction: str = "mean"
+    prediction: Tensor, target: Tensor, *, delta: float = 1.0, reduction: str = "mean"
 ) -> Tensor:
-    """Huber: quadratic within ``delta`` of the target, linear (slope delta) beyond.
+    """Huber: ``0.5 r²`` within ``delta`` of the target, ``delta (|r| - 0.5 delta)`` beyond.
+
+    Slope delta far out; any shape, ``none`` keeps it.
 
     >>> import torch
     >>> huber(torch.tensor([0.5, 3.0]), torch.zeros(2), delta=2.0, reduction="none")
     tensor([0.1250, 4.0000])
     """
-    _check("huber", prediction, target, reduction)
+    check_huber(delta=delta, reduction=reduction)
+    _check_inputs("huber", prediction, target)
     return reduce(F.huber_loss(prediction, target, delta=delta, reduction="none"), reduction)
 
 
-class _Pointwise(Loss):
-    """The shared constructor of the element-wise losses; ``key`` names the loss in errors."""
+class _ElementWise(Loss):
+    """What the element-wise losses share: the tasks whose outputs they fit."""
 
-    key = ""
     tasks = ("regression", "boxes", "restoration")
 
-    def __init__(self, reduction: str = "mean") -> None:
-        super().__init__()
-        check_reduction(self.key, reduction)
-        self.reduction = reduction
 
-
-class L1(_Pointwise):
+class L1(_ElementWise):
     """``loss=l1``: :func:`l1` as a module."""
 
-    key = "l1"
+    function = staticmethod(l1)
+    check = staticmethod(check_l1)
+    formula = "|y - ŷ|"
+    reference = "PyTorch's nn.L1Loss"
 
-    def compute(self, input: Tensor, target: Tensor) -> Tensor:
-        return l1(input, target, self.reduction)
+    def __init__(self, *, reduction: str = "mean") -> None:
+        super().__init__(reduction=reduction)
 
 
-class MSE(_Pointwise):
+class MSE(_ElementWise):
     """``loss=mse``: :func:`mse` as a module."""
 
-    key = "mse"
+    function = staticmethod(mse)
+    check = staticmethod(check_mse)
+    formula = "(y - ŷ)²"
+    reference = "PyTorch's nn.MSELoss"
 
-    def compute(self, input: Tensor, target: Tensor) -> Tensor:
-        return mse(input, target, self.reduction)
+    def __init__(self, *, reduction: str = "mean") -> None:
+        super().__init__(reduction=reduction)
 
 
-class SmoothL1(_Pointwise):
+class SmoothL1(_ElementWise):
     """``loss=smooth_l1``: :func:`smooth_l1` as a module; ``beta > 0``."""
 
-    key = "smooth_l1"
+    function = staticmethod(smooth_l1)
+    check = staticmethod(check_smooth_l1)
+    formula = "0.5 r² / beta if |r| < beta, else |r| - 0.5 beta; r = y - ŷ"
+    reference = 'Girshick 2015, "Fast R-CNN"'
 
-    def __init__(self, beta: float = 1.0, reduction: str = "mean") -> None:
-        super().__init__(reduction)
-        check_range("smooth_l1", "beta", beta, 0.0, low_open=True)
-        self.beta = beta
-
-    def compute(self, input: Tensor, target: Tensor) -> Tensor:
-        return smooth_l1(input, target, self.beta, self.reduction)
+    def __init__(self, *, beta: float = 1.0, reduction: str = "mean") -> None:
+        super().__init__(beta=beta, reduction=reduction)
 
 
-class Huber(_Pointwise):
+class Huber(_ElementWise):
     """``loss=huber``: :func:`huber` as a module; ``delta > 0``."""
 
-    key = "huber"
+    function = staticmethod(huber)
+    check = staticmethod(check_huber)
+    formula = "0.5 r² if |r| < delta, else delta (|r| - 0.5 delta); r = y - ŷ"
+    reference = 'Huber 1964, "Robust Estimation of a Location Parameter"'
 
-    def __init__(self, delta: float = 1.0, reduction: str = "mean") -> None:
-        super().__init__(reduction)
-        check_range("huber", "delta", delta, 0.0, low_open=True)
-        self.delta = delta
-
-    def compute(self, input: Tensor, target: Tensor) -> Tensor:
-        return huber(input, target, self.delta, self.reduction)
+    def __init__(self, *, delta: float = 1.0, reduction: str = "mean") -> None:
+        super().__init__(delta=delta, reduction=reduction)

@@ -1,9 +1,14 @@
-"""giou: torchvision's values, non-overlapping gradients, inverted boxes rejected, errors."""
+"""giou: torchvision's values, a hand-computed pair, non-overlapping gradients, inverted boxes
+rejected, errors."""
+
+import inspect
 
 import pytest
 import torch
 from torchvision.ops import generalized_box_iou_loss
 
+from losses import boxes
+from losses._core import Loss
 from losses.boxes import GIoU, giou
 
 
@@ -19,6 +24,15 @@ def test_equal_to_torchvision(reduction):
     torch.testing.assert_close(
         GIoU(reduction=reduction)(p, t), generalized_box_iou_loss(p, t, reduction=reduction)
     )
+
+
+def test_hand_computed_pair():
+    # [0, 2]² against [1, 3] x [0, 2]: I = 2, U = 6, C = 3 x 2 = 6: 1 - 1/3 + 0
+    # [0, 1]² against [2, 3]²: I = 0, U = 2, C = 9: 1 - 0 + 7/9
+    p = torch.tensor([[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 1.0, 1.0]], dtype=torch.float64)
+    t = torch.tensor([[1.0, 0.0, 3.0, 2.0], [2.0, 2.0, 3.0, 3.0]], dtype=torch.float64)
+    expected = torch.tensor([1 - 2 / (6 + 1e-7), 1 + 7 / (9 + 1e-7)], dtype=torch.float64)
+    torch.testing.assert_close(GIoU(reduction="none")(p, t), expected)
 
 
 def test_identical_boxes_give_zero_and_disjoint_ones_still_have_a_gradient():
@@ -87,3 +101,16 @@ def test_bad_boxes(prediction, target, error, message):
 def test_bad_hyperparameters():
     with pytest.raises(ValueError, match=r"giou: expected eps > 0.0, got 0.0"):
         GIoU(eps=0.0)
+    with pytest.raises(ValueError, match=r"giou: expected reduction in"):
+        giou(_boxes(2), _boxes(2), reduction="avg")
+
+
+LOSS_CLASSES = [
+    c
+    for _, c in inspect.getmembers(boxes, inspect.isclass)
+    if issubclass(c, Loss) and c.__module__ == boxes.__name__ and not c.__name__.startswith("_")
+]
+
+
+def test_every_module_is_covered():
+    assert set(LOSS_CLASSES) == {GIoU}

@@ -1,5 +1,6 @@
-"""triplet, contrastive, margin_ranking, hinge_embedding: brute-force loops over anchors and pairs,
-torch's explicit-triplet and pair losses, stability at zero distance, reductions, errors."""
+"""triplet, contrastive, margin_ranking, hinge_embedding: brute-force loops over anchors, pairs and
+triplets, torch's explicit-triplet and pair losses, stability at zero distance, reductions,
+errors."""
 
 import inspect
 from pathlib import Path
@@ -8,7 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from losses.metric import (
+from losses import metric_learning
+from losses._core import Loss
+from losses.metric_learning import (
     Contrastive,
     HingeEmbedding,
     MarginRanking,
@@ -23,7 +26,7 @@ from losses.metric import (
     triplet_margin,
 )
 
-MINING = ["random", "batch_hard", "semi_hard"]
+MINING = ["random", "batch_hard", "semi_hard", "batch_all"]
 MODULES = {
     "triplet": Triplet,
     "contrastive": Contrastive,
@@ -80,6 +83,9 @@ def _brute_triplets(emb, labels, mining, dist=None):
         if mining == "batch_hard":
             out.append((max(d[a][p] for p in pos), min(d[a][n] for n in neg)))
             continue
+        if mining == "batch_all":
+            out.extend((d[a][p], d[a][n]) for p in pos for n in neg)
+            continue
         for p in pos:
             farther = [d[a][n] for n in neg if d[a][n] > d[a][p]]
             out.append((d[a][p], min(farther) if farther else min(d[a][n] for n in neg)))
@@ -89,6 +95,12 @@ def _brute_triplets(emb, labels, mining, dist=None):
 def _brute_triplet(emb, labels, margin, mining, dist=None):
     terms = [max(0.0, ap - an + margin) for ap, an in _brute_triplets(emb, labels, mining, dist)]
     return torch.tensor(terms, dtype=torch.float64)
+
+
+def _brute_mean(terms, mining):
+    """The mean the loss reports: over every mined triplet, or the active ones for batch_all."""
+    counted = [t for t in terms.tolist() if t > 0] if mining == "batch_all" else terms.tolist()
+    return torch.tensor(sum(counted) / max(len(counted), 1), dtype=torch.float64)
 
 
 def _brute_pairs(emb, labels):
@@ -105,12 +117,17 @@ def _close(actual, expected, atol=1e-7):
 
 
 def test_pairwise_distance_matches_a_loop():
+    off_diagonal = ~torch.eye(12, dtype=torch.bool)
     emb, _ = _batch()
     d = pairwise_distance(emb)
-    _close(d, torch.tensor(_dist(emb), dtype=torch.float64), atol=1e-6)
+    # the diagonal is sqrt(1e-12) by design; off it the Gram trick loses ~1e-13 in float64
     assert torch.equal(d.diagonal(), torch.full((12,), 1e-6, dtype=torch.float64))
+    expected = torch.tensor(_dist(emb), dtype=torch.float64)
+    _close(d[off_diagonal], expected[off_diagonal], atol=1e-11)
+    # float32 unit vectors: |x|² + |y|² - 2 x·y cancels to a few float32 ulps of 1 (~2e-7)
     emb32, _ = _batch(dtype=torch.float32, normalise=True)
-    _close(pairwise_distance(emb32), torch.tensor(_dist(emb32.double())), atol=1e-3)
+    expected32 = torch.tensor(_dist(emb32.double()))
+    _close(pairwise_distance(emb32)[off_diagonal], expected32[off_diagonal], atol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -142,26 +159,52 @@ def test_triplet_margin_equals_torch(margin, reduction):
     a, p, n = (torch.randn(6, 4, generator=g, dtype=torch.float64) for _ in range(3))
     expected = torch.nn.TripletMarginLoss(margin=margin, p=2, reduction=reduction)(a, p, n)
     # torch adds eps=1e-6 to each coordinate difference: equal within that
-    _close(triplet_margin(a, p, n, margin, reduction), expected, atol=1e-5)
+    _close(triplet_margin(a, p, n, margin=margin, reduction=reduction), expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("mining", ["batch_hard", "semi_hard"])
+@pytest.mark.parametrize("mining", ["batch_hard", "semi_hard", "batch_all"])
 @pytest.mark.parametrize("margin", [0.0, 0.3, 2.0])
 def test_triplet_mining_matches_brute_force(mining, margin):
     for seed in range(3):
         emb, labels = _batch(seed=seed)
         expected = _brute_triplet(emb, labels, margin, mining)
-        _close(triplet(emb, labels, margin, mining, "none"), expected)
-        _close(Triplet(margin, mining)(emb, labels), expected.mean())
-        _close(Triplet(margin, mining, "sum")(emb, labels), expected.sum())
+        _close(triplet(emb, labels, margin=margin, mining=mining, reduction="none"), expected)
+        _close(Triplet(margin=margin, mining=mining)(emb, labels), _brute_mean(expected, mining))
+        _close(Triplet(margin=margin, mining=mining, reduction="sum")(emb, labels), expected.sum())
+
+
+def test_batch_all_averages_the_active_triplets_of_torch_triplet_loss():
+    # every (a, p, n) of a 3 x 2 batch through nn.TripletMarginLoss; the mean over those with
+    # loss > 0 (Hermans et al. 2017), not over all 24: some are inactive at margin 0.5
+    emb, labels = _batch(p=3, k=2, d=2, seed=4)
+    triplets = [
+        (a, p, n)
+        for a in range(6)
+        for p in range(6)
+        for n in range(6)
+        if p != a and labels[p] == labels[a] and labels[n] != labels[a]
+    ]
+    index = torch.tensor(triplets)
+    terms = torch.nn.TripletMarginLoss(margin=0.5, reduction="none")(
+        *(emb[index[:, i]] for i in range(3))
+    )
+    active = terms > 0
+    assert 0 < active.sum() < len(triplets)
+    # torch adds eps=1e-6 to each coordinate difference: equal within that
+    _close(triplet(emb, labels, margin=0.5, mining="batch_all", reduction="none"), terms, atol=1e-5)
+    loss, stats = Triplet(margin=0.5, mining="batch_all").with_stats(emb, labels)
+    _close(loss, terms[active].mean(), atol=1e-5)
+    assert stats == {"active_triplets": pytest.approx(active.double().mean().item())}
 
 
 def test_triplet_on_explicit_triplets_equals_torch():
     # a batch [a, p, n] with labels [0, 0, 1]: anchor 0's only triplet is (a, p, n)
-    a, p, n = (torch.randn(1, 4, dtype=torch.float64) for _ in range(3))
+    g = torch.Generator().manual_seed(2)
+    a, p, n = (torch.randn(1, 4, generator=g, dtype=torch.float64) for _ in range(3))
     expected = torch.nn.TripletMarginLoss(margin=0.2, p=2)(a, p, n)
     for mining in MINING:
-        got = triplet(torch.cat([a, p, n]), torch.tensor([0, 0, 1]), 0.2, mining, "none")
+        emb = torch.cat([a, p, n])
+        got = triplet(emb, torch.tensor([0, 0, 1]), margin=0.2, mining=mining, reduction="none")
         _close(got[0], expected, atol=1e-5)
 
 
@@ -182,9 +225,14 @@ def test_semi_hard_picks_the_closest_farther_negative_and_falls_back_to_the_hard
 def test_semi_hard_equals_batch_hard_when_every_negative_is_farther():
     # K = 2 (one positive per anchor) and tight, distant clusters
     centres = torch.eye(4, dtype=torch.float64) * 10
-    emb = centres.repeat_interleave(2, 0) + 0.1 * torch.randn(8, 4, dtype=torch.float64)
+    g = torch.Generator().manual_seed(3)
+    noise = torch.randn(8, 4, generator=g, dtype=torch.float64)
+    emb = centres.repeat_interleave(2, 0) + 0.1 * noise
     labels = torch.arange(4).repeat_interleave(2)
-    _close(triplet(emb, labels, 25.0, "semi_hard"), triplet(emb, labels, 25.0, "batch_hard"))
+    _close(
+        triplet(emb, labels, margin=25.0, mining="semi_hard"),
+        triplet(emb, labels, margin=25.0, mining="batch_hard"),
+    )
 
 
 def test_random_mining_draws_real_triplets_uniformly():
@@ -226,10 +274,12 @@ def test_anchors_without_positive_or_negative_are_left_out():
     emb, _ = _batch(p=2, k=3)
     emb = emb[:5]
     labels = torch.tensor([0, 0, 1, 2, 3])  # anchors 2, 3, 4 have no positive
-    for mining in MINING:
+    for mining in ("random", "batch_hard", "semi_hard"):
         assert triplet(emb, labels, mining=mining, reduction="none").shape == (2,)
+    # anchors 0 and 1, one positive each, three negatives each
+    assert triplet(emb, labels, mining="batch_all", reduction="none").shape == (6,)
     _close(
-        triplet(emb, labels, 0.3, "batch_hard"),
+        triplet(emb, labels, margin=0.3, mining="batch_hard"),
         _brute_triplet(emb, labels, 0.3, "batch_hard").mean(),
     )
 
@@ -247,7 +297,8 @@ def test_anchors_without_positive_or_negative_are_left_out():
     ids=["one_class", "all_distinct", "single_sample", "empty"],
 )
 def test_no_triplet_gives_zero_with_a_zero_finite_gradient(name, mining, labels):
-    emb = torch.randn(len(labels), 4, requires_grad=True)
+    g = torch.Generator().manual_seed(len(labels))
+    emb = torch.randn(len(labels), 4, generator=g, requires_grad=True)
     for reduction in ("mean", "sum"):
         loss, stats = _loss(name, {"mining": mining}, reduction).with_stats(emb, labels)
         (grad,) = torch.autograd.grad(loss, emb)
@@ -266,37 +317,38 @@ def test_contrastive_matches_brute_force(margin):
         [d**2 if same else max(0.0, margin - d) ** 2 for d, same in _brute_pairs(emb, labels)],
         dtype=torch.float64,
     )
-    _close(contrastive(emb, labels, margin, "none"), expected)
-    _close(Contrastive(margin)(emb, labels), expected.mean())
-    _close(Contrastive(margin, "sum")(emb, labels), expected.sum())
+    _close(contrastive(emb, labels, margin=margin, reduction="none"), expected)
+    _close(Contrastive(margin=margin)(emb, labels), expected.mean())
+    _close(Contrastive(margin=margin, reduction="sum")(emb, labels), expected.sum())
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("margin", [0.0, 1.0, 3.0])
 def test_hinge_embedding_equals_torch(margin, reduction):
-    d = torch.rand(10, dtype=torch.float64) * 2
+    d = torch.rand(10, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 2
     y = torch.tensor([1, -1] * 5)
     expected = F.hinge_embedding_loss(d, y, margin=margin, reduction=reduction)
-    _close(hinge_embedding(d, y, margin, reduction), expected)
+    _close(hinge_embedding(d, y, margin=margin, reduction=reduction), expected)
     # over all pairs of a batch: torch's loss on the pairs a loop lists
     emb, labels = _batch()
     pairs = _brute_pairs(emb, labels)
     dist = torch.tensor([p[0] for p in pairs], dtype=torch.float64)
     signs = torch.tensor([1 if p[1] else -1 for p in pairs])
     expected = F.hinge_embedding_loss(dist, signs, margin=margin, reduction=reduction)
-    _close(hinge_embedding_batch(emb, labels, margin, reduction), expected)
-    _close(HingeEmbedding(margin, reduction)(emb, labels), expected)
+    _close(hinge_embedding_batch(emb, labels, margin=margin, reduction=reduction), expected)
+    _close(HingeEmbedding(margin=margin, reduction=reduction)(emb, labels), expected)
 
 
 @pytest.mark.parametrize("name", ["contrastive", "hinge_embedding"])
 def test_pair_losses_on_one_class_and_single_sample_batches(name):
     # one class: only pulls (a real loss, no anchor left out); one sample or none: no pair, 0
-    emb = torch.randn(5, 3, requires_grad=True)
+    g = torch.Generator().manual_seed(6)
+    emb = torch.randn(5, 3, generator=g, requires_grad=True)
     loss = MODULES[name]()(emb, torch.zeros(5, dtype=torch.long))
     (grad,) = torch.autograd.grad(loss, emb)
     assert loss.item() > 0 and torch.isfinite(grad).all()
     for n in (1, 0):
-        few = torch.randn(n, 3, requires_grad=True)
+        few = torch.randn(n, 3, generator=g, requires_grad=True)
         loss = MODULES[name]()(few, torch.zeros(n, dtype=torch.long))
         (grad,) = torch.autograd.grad(loss, few)
         assert loss.item() == 0.0 and torch.equal(grad, torch.zeros_like(few))
@@ -308,10 +360,11 @@ def test_pair_losses_on_one_class_and_single_sample_batches(name):
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("margin", [0.0, 0.1, 1.0])
 def test_margin_ranking_equals_torch(margin, reduction):
-    s1, s2 = torch.randn(10, dtype=torch.float64), torch.randn(10, dtype=torch.float64)
+    g = torch.Generator().manual_seed(7)
+    s1, s2 = (torch.randn(10, generator=g, dtype=torch.float64) for _ in range(2))
     y = torch.tensor([1, -1, 1, 1, -1, 1, -1, -1, 1, 1])
     expected = F.margin_ranking_loss(s1, s2, y, margin=margin, reduction=reduction)
-    _close(margin_ranking(s1, s2, y, margin, reduction), expected)
+    _close(margin_ranking(s1, s2, y, margin=margin, reduction=reduction), expected)
 
 
 @pytest.mark.parametrize("mining", MINING)
@@ -319,12 +372,14 @@ def test_margin_ranking_on_negative_distance_is_triplet(mining):
     emb, labels = _batch()
     for reduction in ("mean", "none"):
         torch.manual_seed(0)
-        got = MarginRanking(0.3, mining, "distance", reduction)(emb, labels)
+        got = MarginRanking(margin=0.3, mining=mining, similarity="distance", reduction=reduction)(
+            emb, labels
+        )
         torch.manual_seed(0)
-        _close(got, Triplet(0.3, mining, reduction)(emb, labels))
+        _close(got, Triplet(margin=0.3, mining=mining, reduction=reduction)(emb, labels))
 
 
-@pytest.mark.parametrize("mining", ["batch_hard", "semi_hard"])
+@pytest.mark.parametrize("mining", ["batch_hard", "semi_hard", "batch_all"])
 def test_margin_ranking_on_cosine_matches_brute_force(mining):
     emb, labels = _batch()
     unit = [e / torch.linalg.vector_norm(e) for e in emb]
@@ -336,9 +391,12 @@ def test_margin_ranking_on_cosine_matches_brute_force(mining):
     expected = F.margin_ranking_loss(
         s_ap, s_an, torch.ones_like(s_ap), margin=0.1, reduction="none"
     )
-    _close(margin_ranking_batch(emb, labels, 0.1, mining, "cosine", "none"), expected)
+    got = margin_ranking_batch(
+        emb, labels, margin=0.1, mining=mining, similarity="cosine", reduction="none"
+    )
+    _close(got, expected)
     # the cosine ignores the norms
-    _close(MarginRanking(mining=mining)(emb * 7.0, labels), expected.mean())
+    _close(MarginRanking(mining=mining)(emb * 7.0, labels), _brute_mean(expected, mining))
 
 
 def test_margin_ranking_on_unit_vectors_is_facenet_squared_triplet():
@@ -390,11 +448,11 @@ def test_reductions_and_none_shape(name, kwargs):
     emb, labels = _batch(p=4, k=3)  # 12 anchors with 2 positives each; 66 pairs
     torch.manual_seed(0)
     per = _loss(name, kwargs, "none")(emb, labels)
-    expected = {"semi_hard": (24,), "random": (12,), "batch_hard": (12,)}.get(
-        kwargs.get("mining"), (66,)
-    )
-    assert per.shape == expected
-    for reduction, value in (("mean", per.mean()), ("sum", per.sum())):
+    # batch_all: 2 positives x 9 negatives per anchor
+    expected = {"semi_hard": (24,), "random": (12,), "batch_hard": (12,), "batch_all": (216,)}
+    assert per.shape == expected.get(kwargs.get("mining"), (66,))
+    mean = per[per > 0].mean() if kwargs.get("mining") == "batch_all" else per.mean()
+    for reduction, value in (("mean", mean), ("sum", per.sum())):
         torch.manual_seed(0)
         _close(_loss(name, kwargs, reduction)(emb, labels), value)
 
@@ -454,11 +512,12 @@ def test_bad_inputs(name):
         (lambda: HingeEmbedding(margin=-1.0), "hinge_embedding: expected margin >= 0.0, got -1.0"),
         (
             lambda: Triplet(mining="hardest"),
-            "triplet: expected mining in ('random', 'batch_hard', 'semi_hard'), got 'hardest'",
+            "triplet: expected mining in ('random', 'batch_hard', 'semi_hard', 'batch_all'), "
+            "got 'hardest'",
         ),
         (
             lambda: MarginRanking(mining="hardest"),
-            "margin_ranking: expected mining in ('random', 'batch_hard', 'semi_hard'), "
+            "margin_ranking: expected mining in ('random', 'batch_hard', 'semi_hard', 'batch_all'), "
             "got 'hardest'",
         ),
         (
@@ -478,7 +537,8 @@ def test_bad_hyperparameters(build, message):
 
 
 def test_pure_functions_reject_bad_inputs():
-    emb, labels = torch.randn(4, 3), torch.tensor([0, 0, 1, 1])
+    g = torch.Generator().manual_seed(8)
+    emb, labels = torch.randn(4, 3, generator=g), torch.tensor([0, 0, 1, 1])
     with pytest.raises(ValueError, match=r"triplet: expected margin >= 0\.0, got -1\.0"):
         triplet(emb, labels, margin=-1.0)
     with pytest.raises(ValueError, match=r"triplet: expected mining in .*got 'hardest'"):
@@ -500,7 +560,7 @@ def test_pure_functions_reject_bad_inputs():
         TypeError, match=r"triplet: expected anchor as a floating tensor, got int64"
     ):
         triplet_margin(labels[:, None], labels[:, None], labels[:, None])
-    s = torch.randn(4)
+    s = torch.randn(4, generator=g)
     with pytest.raises(
         ValueError, match=r"margin_ranking: expected y values in \{1, -1\}, got values \{0, 1\}"
     ):
@@ -538,3 +598,16 @@ def test_configs_hold_the_constructor_defaults():
         loss = instantiate(cfg, _convert_="all")
         assert type(loss) is MODULES[key] and loss.tasks == ("retrieval",), key
         assert torch.isfinite(loss(emb, labels)), key
+
+
+LOSS_CLASSES = [
+    c
+    for _, c in inspect.getmembers(metric_learning, inspect.isclass)
+    if issubclass(c, Loss)
+    and c.__module__ == metric_learning.__name__
+    and not c.__name__.startswith("_")
+]
+
+
+def test_every_module_is_covered():
+    assert set(LOSS_CLASSES) == set(MODULES.values())
