@@ -1,4 +1,4 @@
-"""In-memory datasets served a batch at a time, and the DataModule base every task shares.
+"""In-memory datasets served a batch at a time, and the DataModule bases every task shares.
 
 Data are decoded once into tensors; a batch is one fancy-index into them (``__getitems__``), with
 no per-sample Python or PIL work, so the loader costs next to nothing beside the model.
@@ -11,7 +11,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from losses._core import check_range
+
 BatchTransform = Callable[[Tensor], Tensor]
+SPLITS = ("train", "val", "test")
 
 
 def keep_batch(batch: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
@@ -77,18 +80,19 @@ class EpochShuffle(Sampler[int]):
 
 
 class InMemoryDataModule(L.LightningDataModule):
-    """Base of every datamodule: seeded splits built once, batched loaders, task metadata.
+    """Base of every datamodule: splits built once, batched loaders, task metadata.
 
-    Subclasses set ``task`` (one of ``losses._core.TASKS``) and implement ``build_splits``, which
-    returns the train, validation and test :class:`TensorBatches`. ``data_stats`` exposes what a
-    loss may need from the training split (``class_counts``), filled into the loss config by
-    ``losses.registry.build_loss``.
+    Subclasses set ``task`` (one of ``losses._core.TASKS``) and ``name`` (the config's name, which
+    starts every error message) and implement ``build_splits``, which returns the train,
+    validation and test :class:`TensorBatches`. ``data_stats`` exposes what a loss may need from
+    the training split (``class_counts``) and ``model_inputs`` what a model needs from the data;
+    ``train.py`` fills both into the configs left null (``trainer.config.instantiate_with_data``).
     """
 
     task: str = ""
     num_classes: int
-    in_channels: int
-    image_size: int
+    in_channels: int | None = None  # None: tabular rows, no image
+    image_size: int | None = None
 
     def __init__(self, batch_size: int, eval_batch_size: int, num_workers: int = 0) -> None:
         super().__init__()
@@ -102,14 +106,21 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits is None:
-            self.splits = dict(zip(("train", "val", "test"), self.build_splits(), strict=True))
+            self.splits = dict(zip(SPLITS, self.build_splits(), strict=True))
 
     @property
     def data_stats(self) -> dict:
         return {}
 
+    def train_class_counts(self, minlength: int = 0) -> list[int]:
+        """Samples (or pixels) of each class index in the training targets."""
+        self.setup()
+        return torch.bincount(
+            self.splits["train"].targets.flatten().long(), minlength=minlength
+        ).tolist()
+
     @property
-    def num_outputs(self) -> int:
+    def num_outputs(self) -> int | None:
         return self.num_classes
 
     @property
@@ -119,13 +130,15 @@ class InMemoryDataModule(L.LightningDataModule):
 
     @property
     def model_inputs(self) -> dict:
-        """What model configs leave null and the data fill in."""
-        return {
+        """What model configs leave null and the data fill in; what the data leave ``None`` (no
+        image for tabular rows, an embedding size the model chooses) stays the model's."""
+        inputs = {
             "in_shape": self.in_shape,
             "in_channels": self.in_channels,
             "image_size": self.image_size,
             "num_outputs": self.num_outputs,
         }
+        return {key: value for key, value in inputs.items() if value is not None}
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         self.setup()
@@ -149,3 +162,44 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", train=False)
+
+
+class SyntheticDataModule(InMemoryDataModule):
+    """Base of the generated datasets: three splits of ``n_train``, ``n_val`` and ``n_test``
+    samples, each drawn from its own stream of the data ``seed``.
+
+    Subclasses implement ``generate_split(split, n, seed)``, returning one split's inputs and
+    targets; the streams are ``3 * seed + i`` for split ``i`` (train, val, test), so changing
+    ``n_train`` leaves val/test unchanged and data seeds 0, 1, 2 ... never share a stream.
+    """
+
+    name: str  # the config's name, first word of every error message
+
+    def __init__(
+        self,
+        n_train: int,
+        n_val: int,
+        n_test: int,
+        seed: int,
+        batch_size: int,
+        eval_batch_size: int,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__(batch_size, eval_batch_size, num_workers)
+        for key, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
+            check_range(self.name, key, value, 1)
+        self.sizes = (n_train, n_val, n_test)
+        self.seed = seed
+
+    def split_seed(self, split: str) -> int:
+        """The seed of ``split``'s own stream."""
+        return 3 * self.seed + SPLITS.index(split)
+
+    def generate_split(self, split: str, n: int, seed: int) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def build_splits(self) -> tuple[TensorBatches, TensorBatches, TensorBatches]:
+        return tuple(
+            TensorBatches(*self.generate_split(split, n, self.split_seed(split)))
+            for split, n in zip(SPLITS, self.sizes, strict=True)
+        )

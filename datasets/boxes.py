@@ -13,22 +13,19 @@ losses see exact, pixel-aligned boxes. Everything is generated from ``seed`` wit
 generator: the same data on every machine, no download.
 """
 
-import functools
-
 import torch
 from torch import Tensor
 
-from datasets._base import InMemoryDataModule, TensorBatches
+from datasets._base import SyntheticDataModule
+from datasets._render import cached
 from losses._core import check_range
 
 
-@functools.lru_cache(maxsize=8)
+@cached
 def generate(
     n: int, image_size: int, min_side: int, max_side: int, noise: float, seed: int
 ) -> tuple[Tensor, Tensor]:
     """Images ``float32 [n, 1, S, S]`` in [0, 1] and boxes ``float32 [n, 4]`` (x1, y1, x2, y2).
-
-    Cached per process (tensors are never mutated), so the jobs of a multirun share one copy.
 
     >>> images, boxes = generate(16, 32, 3, 24, 0.0, seed=0)
     >>> images.shape, boxes.shape
@@ -57,10 +54,11 @@ def generate(
     return image.clamp(0, 1).unsqueeze(1), boxes
 
 
-class BoxesDataModule(InMemoryDataModule):
+class BoxesDataModule(SyntheticDataModule):
     """``data=boxes``: one rectangle per image; the target is its normalised (x1, y1, x2, y2)."""
 
     task = "boxes"
+    name = "boxes"
     in_channels = 1
     num_outputs = 4  # x1, y1, x2, y2
 
@@ -78,25 +76,16 @@ class BoxesDataModule(InMemoryDataModule):
         eval_batch_size: int = 500,
         num_workers: int = 0,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, num_workers)
-        name = "boxes"
-        check_range(name, "image_size", image_size, 8)
-        check_range(name, "min_side", min_side, 1, image_size)
+        super().__init__(n_train, n_val, n_test, seed, batch_size, eval_batch_size, num_workers)
+        check_range(self.name, "image_size", image_size, 8)
+        check_range(self.name, "min_side", min_side, 1, image_size)
         max_side = (3 * image_size) // 4 if max_side is None else max_side
-        check_range(name, "max_side", max_side, min_side, image_size)
-        check_range(name, "noise", noise, 0.0)
-        for key, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
-            check_range(name, key, value, 1)
-        self.sizes = (n_train, n_val, n_test)
+        check_range(self.name, "max_side", max_side, min_side, image_size)
+        check_range(self.name, "noise", noise, 0.0)
         self.image_size = image_size
         self.generation = dict(
             image_size=image_size, min_side=min_side, max_side=max_side, noise=noise
         )
-        self.seed = seed
 
-    def build_splits(self) -> tuple[TensorBatches, TensorBatches, TensorBatches]:
-        # each split from its own stream, so changing n_train leaves val/test unchanged
-        return tuple(
-            TensorBatches(*generate(n, **self.generation, seed=self.seed * 3 + offset))
-            for offset, n in enumerate(self.sizes)
-        )
+    def generate_split(self, split: str, n: int, seed: int) -> tuple[Tensor, Tensor]:
+        return generate(n, **self.generation, seed=seed)

@@ -406,6 +406,14 @@ class MNISTDataModule(InMemoryDataModule):
 
     @property
     def data_stats(self) -> dict:
-        self.setup()
-        counts = torch.bincount(self.splits["train"].targets, minlength=self.num_classes)
-        return {"class_counts": counts.tolist()}
+        return {"class_counts": self.train_class_counts(self.num_classes)}
+
+
+def source_splits(
+    name: str, data_dir: str, download: bool, val_size: int
+) -> dict[str, TensorBatches]:
+    """The train/val/test splits of :class:`MNISTDataModule` (uint8 images ``[N, 1, 28, 28]``,
+    int64 labels), for the datamodules that take MNIST-family images as their source."""
+    mnist = MNISTDataModule(name=name, data_dir=data_dir, download=download, val_size=val_size)
+    mnist.setup()
+    return mnist.splits

@@ -24,13 +24,13 @@ own units, so no statistic of a held-out split leaks into training. Everything i
 ``seed`` with torch's generator: the same data on every machine, no download.
 """
 
-import functools
 import math
 
 import torch
 from torch import Tensor
 
-from datasets._base import InMemoryDataModule, TensorBatches
+from datasets._base import SyntheticDataModule
+from datasets._render import cached
 from losses._core import check_range
 
 MIN_FEATURES = 8  # f uses the first eight inputs
@@ -54,14 +54,13 @@ def target_function(x: Tensor) -> Tensor:
     return f.unsqueeze(1)
 
 
-@functools.lru_cache(maxsize=8)
+@cached
 def generate(
     n: int, n_features: int, noise: float, outlier_frac: float, outlier_scale: float, seed: int
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Inputs ``float32 [n, D]``, targets ``float32 [n, 1]`` and the outlier mask ``bool [n]``.
 
-    Exactly ``round(outlier_frac * n)`` targets are outliers. Cached per process (tensors are
-    never mutated), so the jobs of a multirun share one copy.
+    Exactly ``round(outlier_frac * n)`` targets are outliers.
 
     >>> x, y, outlier = generate(1000, 8, 0.1, 0.2, 10.0, seed=0)
     >>> x.shape, y.shape, int(outlier.sum())
@@ -80,10 +79,11 @@ def generate(
     return x, y, outlier
 
 
-class RegressionDataModule(InMemoryDataModule):
+class RegressionDataModule(SyntheticDataModule):
     """``data=regression``: y = f(x) + noise, with Cauchy outliers in the training targets only."""
 
     task = "regression"
+    name = "regression"
     num_outputs = 1  # one target value per row
 
     def __init__(
@@ -100,45 +100,29 @@ class RegressionDataModule(InMemoryDataModule):
         eval_batch_size: int = 1000,
         num_workers: int = 0,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, num_workers)
-        name = "regression"
-        check_range(name, "n_features", n_features, MIN_FEATURES)
-        check_range(name, "noise", noise, 0.0)
-        check_range(name, "outlier_frac", outlier_frac, 0.0, 1.0, high_open=True)
-        check_range(name, "outlier_scale", outlier_scale, 0.0)
-        for key, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
-            check_range(name, key, value, 1)
-        self.sizes = (n_train, n_val, n_test)
+        super().__init__(n_train, n_val, n_test, seed, batch_size, eval_batch_size, num_workers)
+        check_range(self.name, "n_features", n_features, MIN_FEATURES)
+        check_range(self.name, "noise", noise, 0.0)
+        check_range(self.name, "outlier_frac", outlier_frac, 0.0, 1.0, high_open=True)
+        check_range(self.name, "outlier_scale", outlier_scale, 0.0)
         self.n_features = n_features
         self.noise = noise
         self.outlier_frac = outlier_frac
         self.outlier_scale = outlier_scale
-        self.seed = seed
-        self.outliers: Tensor | None = None  # bool [n_train]: which training targets are outliers
 
     @property
     def in_shape(self) -> list[int]:
         return [self.n_features]
 
-    @property
-    def model_inputs(self) -> dict:
-        """Tabular rows: no channels or image size, only the row shape and the output count."""
-        return {"in_shape": self.in_shape, "num_outputs": self.num_outputs}
+    def _generate(self, split: str, n: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+        outlier_frac = self.outlier_frac if split == "train" else 0.0  # val/test: clean targets
+        return generate(n, self.n_features, self.noise, outlier_frac, self.outlier_scale, seed)
 
-    def build_splits(self) -> tuple[TensorBatches, TensorBatches, TensorBatches]:
-        splits = []
-        # each split from its own stream, so changing n_train leaves val/test unchanged
-        for offset, n in enumerate(self.sizes):
-            train = offset == 0
-            x, y, outlier = generate(
-                n,
-                self.n_features,
-                self.noise,
-                self.outlier_frac if train else 0.0,  # val/test: clean targets
-                self.outlier_scale,
-                seed=self.seed * 3 + offset,
-            )
-            if train:
-                self.outliers = outlier
-            splits.append(TensorBatches(x, y))
-        return tuple(splits)
+    def generate_split(self, split: str, n: int, seed: int) -> tuple[Tensor, Tensor]:
+        x, y, _ = self._generate(split, n, seed)
+        return x, y
+
+    @property
+    def outliers(self) -> Tensor:
+        """``bool [n_train]``: which training targets are outliers."""
+        return self._generate("train", self.sizes[0], self.split_seed("train"))[2]

@@ -6,9 +6,17 @@ rectangles, filled or outlined) of random intensity, and one patch of texture (s
 angle and period, or a checkerboard). Flat regions, sharp edges, thin outlines and fine periodic
 detail are exactly the structure on which pixel losses (L1, MSE) and structural ones (SSIM)
 disagree. ``source="mnist"`` or ``"fashion_mnist"`` takes the clean images from
-:class:`datasets.mnist.MNISTDataModule` instead (scaled to [0, 1], 28 x 28: the U-Net's two
-poolings need sides divisible by 4, which 28 is), the first ``n_train``/``n_val``/``n_test`` of
-its train/val/test splits.
+:class:`datasets.mnist.MNISTDataModule` instead (scaled to [0, 1], 28 x 28), the first
+``n_train``/``n_val``/``n_test`` of its train/val/test splits.
+
+Image size. Shapes scale with ``image_size`` (positions and sizes are shares of the side; outlines
+stay 1.5 px and textures 2-5 px, so larger images hold finer detail). Multi-scale SSIM (Wang et
+al. 2003, "Multiscale structural similarity for image quality assessment") halves the image
+between its scales and needs the 11 px window to fit the coarsest one: ``M`` scales need a side
+above ``(11 - 1) * 2**(M - 1)``, so its usual 5 scales need more than 160 px, e.g.
+``image_size=192`` (32 px leaves room for 2). The MNIST sources are 28 px; they take no other
+size (upsampling digits would add pixels, not detail), so any ``image_size`` but 28 is an error
+there. Whether a size suits the model (the U-Net's ``2**depth`` poolings) is the model's check.
 
 Corruption (``noise``, at ``strength``), clamped to [0, 1]:
 
@@ -21,29 +29,31 @@ validation and test sets are fixed and runs compare on the same pairs). The clea
 on ``seed`` only: changing the noise kind or strength corrupts the same clean images.
 """
 
-import functools
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from datasets._base import InMemoryDataModule, TensorBatches
+from datasets._base import SyntheticDataModule
+from datasets._render import GENERATION_CHUNK, cached, in_chunks, pixel_grid
 from losses._core import check_range
 
 SOURCES = ("shapes", "mnist", "fashion_mnist")
 NOISES = ("gaussian", "salt_pepper", "mixed")
 MNIST_SIZE = 28
-_GENERATION_CHUNK = 256  # images generated at once: bounds the [chunk, K, S, S] shape tensors
+SHAPES_SIZE = 32  # the default side of the synthetic images
+# per-chunk pixel budget of the shapes: GENERATION_CHUNK images up to 64 px (the streams those
+# sizes always had), fewer above, so a chunk's [chunk, S, S] temporaries stay ~4 MB at any size
+# (at 192 px: 28 images a chunk, drawn ~3x faster than 256 at once, and ~1 GB less peak memory)
+_CHUNK_PIXELS = GENERATION_CHUNK * 64 * 64
 _MAX_SHAPES = 4
 _NOISE_STREAM = 2**40  # offset of the noise seeds from the clean images' seeds
 
 
 def _shapes(n: int, s: int, g: torch.Generator) -> Tensor:
     """``n`` clean synthetic images ``float32 [n, 1, s, s]`` in [0, 1] (see the module doc)."""
-    yy, xx = torch.meshgrid(
-        torch.arange(s, dtype=torch.float32), torch.arange(s, dtype=torch.float32), indexing="ij"
-    )
+    yy, xx = pixel_grid(s)
     # smooth background: a coarse random grid, upsampled bicubically, in about [0.1, 0.5]
     coarse = 0.1 + 0.4 * torch.rand(n, 1, 4, 4, generator=g)
     image = F.interpolate(coarse, size=(s, s), mode="bicubic", align_corners=False)[:, 0]
@@ -91,23 +101,17 @@ def _shapes(n: int, s: int, g: torch.Generator) -> Tensor:
     return image.clamp(0, 1).unsqueeze(1)
 
 
-@functools.lru_cache(maxsize=8)
+@cached
 def generate_shapes(n: int, image_size: int, seed: int) -> Tensor:
     """Clean synthetic images ``float32 [n, 1, S, S]`` in [0, 1], generated in chunks.
-
-    Cached per process (tensors are never mutated), so the jobs of a multirun share one copy.
 
     >>> clean = generate_shapes(8, 32, seed=0)
     >>> clean.shape, 0.0 <= clean.min().item() <= clean.max().item() <= 1.0
     (torch.Size([8, 1, 32, 32]), True)
     """
     g = torch.Generator().manual_seed(seed)
-    return torch.cat(
-        [
-            _shapes(min(_GENERATION_CHUNK, n - start), image_size, g)
-            for start in range(0, n, _GENERATION_CHUNK)
-        ]
-    )
+    chunk = min(GENERATION_CHUNK, max(1, _CHUNK_PIXELS // image_size**2))
+    return in_chunks(n, lambda m: _shapes(m, image_size, g), chunk)
 
 
 def corrupt(clean: Tensor, noise: str, strength: float, seed: int) -> Tensor:
@@ -133,10 +137,11 @@ def corrupt(clean: Tensor, noise: str, strength: float, seed: int) -> Tensor:
     return noisy.clamp(0, 1)
 
 
-class RestorationDataModule(InMemoryDataModule):
+class RestorationDataModule(SyntheticDataModule):
     """``data=restoration``: noisy images as inputs, the clean ones as targets."""
 
     task = "restoration"
+    name = "restoration"
     in_channels = 1
 
     def __init__(
@@ -147,7 +152,7 @@ class RestorationDataModule(InMemoryDataModule):
         n_train: int = 4000,
         n_val: int = 500,
         n_test: int = 500,
-        image_size: int = 32,
+        image_size: int | None = None,
         seed: int = 0,
         data_dir: str = "data",
         download: bool = True,
@@ -156,52 +161,39 @@ class RestorationDataModule(InMemoryDataModule):
         eval_batch_size: int = 250,
         num_workers: int = 0,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, num_workers)
-        name = "restoration"
+        super().__init__(n_train, n_val, n_test, seed, batch_size, eval_batch_size, num_workers)
         if source not in SOURCES:
-            raise ValueError(f"{name}: expected source in {SOURCES}, got {source!r}")
+            raise ValueError(f"{self.name}: expected source in {SOURCES}, got {source!r}")
         if noise not in NOISES:
-            raise ValueError(f"{name}: expected noise in {NOISES}, got {noise!r}")
-        check_range(name, "strength", strength, 0.0, 1.0)
-        check_range(name, "image_size", image_size, 8)
-        for key, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
-            check_range(name, key, value, 1)
+            raise ValueError(f"{self.name}: expected noise in {NOISES}, got {noise!r}")
+        check_range(self.name, "strength", strength, 0.0, 1.0)
+        if source == "shapes":
+            image_size = SHAPES_SIZE if image_size is None else image_size
+            check_range(self.name, "image_size", image_size, 8)
+        elif image_size not in (None, MNIST_SIZE):
+            raise ValueError(
+                f"{self.name}: expected image_size null or {MNIST_SIZE} with source={source} "
+                f"(its images are {MNIST_SIZE} x {MNIST_SIZE}; other sizes need source=shapes), "
+                f"got {image_size}"
+            )
+        else:
+            image_size = MNIST_SIZE
         self.source = source
         self.noise = noise
         self.strength = strength
-        self.sizes = (n_train, n_val, n_test)
-        self.image_size = image_size if source == "shapes" else MNIST_SIZE
-        self.seed = seed
-        self.data_dir = data_dir
-        self.download = download
-        self.val_size = val_size
+        self.image_size = image_size
+        self.mnist = dict(name=source, data_dir=data_dir, download=download, val_size=val_size)
 
     @property
     def num_outputs(self) -> int:
         return self.in_channels  # the restored image has the input's channels
 
-    def _clean(self) -> tuple[Tensor, Tensor, Tensor]:
+    def generate_split(self, split: str, n: int, seed: int) -> tuple[Tensor, Tensor]:
         if self.source == "shapes":
-            # each split from its own stream, so changing n_train leaves val/test unchanged
-            return tuple(
-                generate_shapes(n, self.image_size, seed=self.seed * 3 + offset)
-                for offset, n in enumerate(self.sizes)
-            )
-        from datasets.mnist import MNISTDataModule
+            clean = generate_shapes(n, self.image_size, seed=seed)
+        else:
+            from datasets.mnist import source_splits
 
-        mnist = MNISTDataModule(
-            name=self.source, data_dir=self.data_dir, download=self.download, val_size=self.val_size
-        )
-        mnist.setup()
-        return tuple(
-            mnist.splits[split].inputs[:n].float() / 255
-            for split, n in zip(("train", "val", "test"), self.sizes, strict=True)
-        )
-
-    def build_splits(self) -> tuple[TensorBatches, TensorBatches, TensorBatches]:
-        return tuple(
-            TensorBatches(
-                corrupt(clean, self.noise, self.strength, _NOISE_STREAM + self.seed * 3 + i), clean
-            )
-            for i, clean in enumerate(self._clean())
-        )
+            clean = source_splits(**self.mnist)[split].inputs[:n].float() / 255
+        # the noise from a stream of its own: another noise kind corrupts the same clean images
+        return corrupt(clean, self.noise, self.strength, _NOISE_STREAM + seed), clean

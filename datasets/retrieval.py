@@ -25,7 +25,6 @@ batch holds positives and negatives for every anchor, which triplet and contrast
 Glyphs are generated from ``seed`` with torch's generator: the same data on every machine.
 """
 
-import functools
 import math
 from collections.abc import Iterator
 
@@ -35,6 +34,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
 from datasets._base import InMemoryDataModule, TensorBatches, keep_batch
+from datasets._render import GENERATION_CHUNK, cached, pixel_grid
 from losses._core import check_range
 
 SOURCES = ("glyphs", "mnist", "fashion_mnist")
@@ -47,7 +47,6 @@ _STROKE_SEGMENTS = [
     for i in range(_MAX_STROKES * (_SEGMENTS_PER_STROKE + 1) - 1)
     if (i + 1) % (_SEGMENTS_PER_STROKE + 1)
 ]
-_GENERATION_CHUNK = 256  # samples rendered at once: bounds the [chunk, K, m, S*S] distances
 
 
 def _segment_distance2(points: Tensor, a: Tensor, b: Tensor) -> Tensor:
@@ -92,15 +91,14 @@ def _prototypes(n_classes: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
 def _stroke_distance(polylines: Tensor, present: Tensor) -> Tensor:
     """Distance (pixels) from every pixel centre to the nearest present stroke: ``[n, 1, S, S]``."""
     s = GLYPH_SIZE
-    yy, xx = torch.meshgrid(
-        torch.arange(s, dtype=torch.float32), torch.arange(s, dtype=torch.float32), indexing="ij"
-    )
+    yy, xx = pixel_grid(s)
     grid = torch.stack([xx.flatten(), yy.flatten()], dim=-1)  # [S*S, 2] pixel centres as (x, y)
     # absent strokes are moved far off the canvas instead of being masked out
     polylines = polylines.masked_fill(~present[..., None, None], 1e4)
     fields = []
-    for start in range(0, len(polylines), _GENERATION_CHUNK):
-        lines = polylines[start : start + _GENERATION_CHUNK].flatten(1, 2)  # [n, K*(m+1), 2]
+    # in chunks: the distances of a chunk are [chunk, K*m, S*S]
+    for lines in polylines.split(GENERATION_CHUNK):
+        lines = lines.flatten(1, 2)  # [n, K*(m+1), 2]
         # consecutive points, less the pairs joining one stroke's end to the next one's start
         a, b = lines[:, :-1][:, _STROKE_SEGMENTS], lines[:, 1:][:, _STROKE_SEGMENTS]
         distance2 = _segment_distance2(grid, a, b)  # [n, K*m, S*S]
@@ -108,14 +106,12 @@ def _stroke_distance(polylines: Tensor, present: Tensor) -> Tensor:
     return torch.cat(fields)
 
 
-@functools.lru_cache(maxsize=8)
+@cached
 def generate_glyphs(
     n_classes: int, samples_per_class: int, stroke_jitter: float, noise: float, seed: int
 ) -> tuple[Tensor, Tensor]:
     """Images ``float32 [C * n, 1, 28, 28]`` in [0, 1] and labels ``int64 [C * n]``, class-major
     (sample ``j`` of class ``c`` at row ``c * n + j``).
-
-    Cached per process (tensors are never mutated), so the jobs of a multirun share one copy.
 
     >>> images, labels = generate_glyphs(3, 4, 1.0, 0.1, seed=0)
     >>> images.shape, labels.tolist()
@@ -244,6 +240,7 @@ class RetrievalDataModule(InMemoryDataModule):
     """``data=retrieval``: embeddings trained on P x K batches, evaluated by retrieval."""
 
     task = "retrieval"
+    name = "retrieval"
     in_channels = 1
     image_size = GLYPH_SIZE
     num_outputs = None  # the embedding size is the model's choice, not the data's
@@ -265,16 +262,15 @@ class RetrievalDataModule(InMemoryDataModule):
         eval_batch_size: int = 1000,
         num_workers: int = 0,
     ) -> None:
-        name = "retrieval"
         if source not in SOURCES:
-            raise ValueError(f"{name}: expected source in {SOURCES}, got {source!r}")
-        check_range(name, "p", p, 2)
-        check_range(name, "k", k, 2)
-        check_range(name, "n_classes", n_classes, 2)
-        check_range(name, "n_train_classes", n_train_classes, 2, n_classes, high_open=True)
-        check_range(name, "samples_per_class", samples_per_class, 2)
-        check_range(name, "stroke_jitter", stroke_jitter, 0.0)
-        check_range(name, "noise", noise, 0.0)
+            raise ValueError(f"{self.name}: expected source in {SOURCES}, got {source!r}")
+        check_range(self.name, "p", p, 2)
+        check_range(self.name, "k", k, 2)
+        check_range(self.name, "n_classes", n_classes, 2)
+        check_range(self.name, "n_train_classes", n_train_classes, 2, n_classes, high_open=True)
+        check_range(self.name, "samples_per_class", samples_per_class, 2)
+        check_range(self.name, "stroke_jitter", stroke_jitter, 0.0)
+        check_range(self.name, "noise", noise, 0.0)
         super().__init__(p * k, eval_batch_size, num_workers)
         self.source = source
         self.n_classes = n_classes
@@ -283,33 +279,17 @@ class RetrievalDataModule(InMemoryDataModule):
         self.stroke_jitter = stroke_jitter
         self.noise = noise
         self.seed = seed
-        self.data_dir = data_dir
-        self.download = download
-        self.val_size = val_size
+        self.mnist = dict(name=source, data_dir=data_dir, download=download, val_size=val_size)
         self.p, self.k = p, k
         self.num_classes = n_classes if source == "glyphs" else 10
 
-    @property
-    def model_inputs(self) -> dict:
-        inputs = super().model_inputs
-        if inputs["num_outputs"] is None:
-            del inputs["num_outputs"]  # the model config keeps its embedding size
-        return inputs
-
     def build_splits(self) -> tuple[TensorBatches, TensorBatches, TensorBatches]:
         if self.source != "glyphs":
-            from datasets.mnist import MNISTDataModule
+            from datasets.mnist import source_splits
 
-            mnist = MNISTDataModule(
-                name=self.source,
-                data_dir=self.data_dir,
-                download=self.download,
-                val_size=self.val_size,
-            )
-            mnist.setup()
             return tuple(
-                TensorBatches(mnist.splits[split].inputs, mnist.splits[split].targets, _to_unit)
-                for split in ("train", "val", "test")
+                TensorBatches(split.inputs, split.targets, _to_unit)
+                for split in source_splits(**self.mnist).values()
             )
         images, labels = generate_glyphs(
             self.n_classes, self.samples_per_class, self.stroke_jitter, self.noise, seed=self.seed
@@ -322,9 +302,7 @@ class RetrievalDataModule(InMemoryDataModule):
 
     @property
     def data_stats(self) -> dict:
-        self.setup()
-        labels = self.splits["train"].targets
-        return {"class_counts": torch.bincount(labels).tolist()}  # training labels are 0..T-1
+        return {"class_counts": self.train_class_counts()}  # training labels are 0..T-1
 
     def train_dataloader(self) -> DataLoader:
         self.setup()

@@ -7,16 +7,14 @@ gradient and gaussian noise. Everything is generated from ``seed`` with torch's 
 data are identical on every machine and need no download.
 """
 
-import functools
 import math
 
 import torch
 from torch import Tensor
 
-from datasets._base import InMemoryDataModule, TensorBatches
+from datasets._base import SyntheticDataModule
+from datasets._render import cached, in_chunks, pixel_grid
 from losses._core import check_range
-
-_GENERATION_CHUNK = 256  # images generated at once: bounds the [chunk, K, H, W] distance tensor
 
 
 def _disks(yy: Tensor, xx: Tensor, centers: Tensor, radii: Tensor, present: Tensor) -> Tensor:
@@ -37,13 +35,11 @@ def _squares(yy: Tensor, xx: Tensor, centers: Tensor, half: Tensor, present: Ten
     return ((outline | bar) & present[..., None, None]).any(dim=1)
 
 
-@functools.lru_cache(maxsize=8)
+@cached
 def generate(
     n: int, image_size: int, foreground_share: float, max_objects: int, noise: float, seed: int
 ) -> tuple[Tensor, Tensor]:
     """Images ``float32 [n, 1, S, S]`` in about [0, 1] and masks ``float32 [n, 1, S, S]`` in {0, 1}.
-
-    Cached per process (tensors are never mutated), so the jobs of a multirun share one copy.
 
     >>> images, masks = generate(64, 32, 0.02, 3, 0.1, seed=0)
     >>> images.shape, masks.shape
@@ -52,14 +48,10 @@ def generate(
     True
     """
     g = torch.Generator().manual_seed(seed)
-    s = image_size
-    yy, xx = torch.meshgrid(
-        torch.arange(s, dtype=torch.float32), torch.arange(s, dtype=torch.float32), indexing="ij"
-    )
-    k = max_objects
-    images, masks = [], []
-    for start in range(0, n, _GENERATION_CHUNK):
-        m = min(_GENERATION_CHUNK, n - start)
+    s, k = image_size, max_objects
+    yy, xx = pixel_grid(s)
+
+    def draw(m: int) -> tuple[Tensor, Tensor]:
         count = torch.randint(1, k + 1, (m, 1), generator=g)
         present = torch.arange(k)[None] < count
         # total foreground area around the target share, split evenly between the disks
@@ -85,15 +77,16 @@ def generate(
         background = 0.2 + 0.2 * (ramp[:, 0, None, None] * yy + ramp[:, 1, None, None] * xx) / s
         image = background + 0.6 * (mask | (clutter & ~mask)).float()
         image = image + noise * torch.randn(m, s, s, generator=g)
-        images.append(image.clamp(0, 1).unsqueeze(1))
-        masks.append(mask.float().unsqueeze(1))
-    return torch.cat(images), torch.cat(masks)
+        return image.clamp(0, 1).unsqueeze(1), mask.float().unsqueeze(1)
+
+    return in_chunks(n, draw)
 
 
-class SegImbalancedDataModule(InMemoryDataModule):
+class SegImbalancedDataModule(SyntheticDataModule):
     """``data=seg_imbalanced``: the embedded default dataset (binary masks, rare foreground)."""
 
     task = "segmentation"
+    name = "seg_imbalanced"
     num_classes = 2
     class_names = ("background", "foreground")
     in_channels = 1
@@ -113,15 +106,11 @@ class SegImbalancedDataModule(InMemoryDataModule):
         eval_batch_size: int = 200,
         num_workers: int = 0,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, num_workers)
-        name = "seg_imbalanced"
-        check_range(name, "foreground_share", foreground_share, 0.0, 0.5, low_open=True)
-        check_range(name, "image_size", image_size, 16)
-        check_range(name, "max_objects", max_objects, 1)
-        check_range(name, "noise", noise, 0.0)
-        for key, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
-            check_range(name, key, value, 1)
-        self.sizes = (n_train, n_val, n_test)
+        super().__init__(n_train, n_val, n_test, seed, batch_size, eval_batch_size, num_workers)
+        check_range(self.name, "foreground_share", foreground_share, 0.0, 0.5, low_open=True)
+        check_range(self.name, "image_size", image_size, 16)
+        check_range(self.name, "max_objects", max_objects, 1)
+        check_range(self.name, "noise", noise, 0.0)
         self.image_size = image_size
         self.generation = dict(
             image_size=image_size,
@@ -129,17 +118,10 @@ class SegImbalancedDataModule(InMemoryDataModule):
             max_objects=max_objects,
             noise=noise,
         )
-        self.seed = seed
 
-    def build_splits(self) -> tuple[TensorBatches, TensorBatches, TensorBatches]:
-        # each split from its own stream, so changing n_train leaves val/test unchanged
-        return tuple(
-            TensorBatches(*generate(n, **self.generation, seed=self.seed * 3 + offset))
-            for offset, n in enumerate(self.sizes)
-        )
+    def generate_split(self, split: str, n: int, seed: int) -> tuple[Tensor, Tensor]:
+        return generate(n, **self.generation, seed=seed)
 
     @property
     def data_stats(self) -> dict:
-        self.setup()
-        foreground = int(self.splits["train"].targets.sum())
-        return {"class_counts": [self.splits["train"].targets.numel() - foreground, foreground]}
+        return {"class_counts": self.train_class_counts(self.num_classes)}  # pixels [bg, fg]

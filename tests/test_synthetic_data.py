@@ -1,18 +1,22 @@
-"""The synthetic datamodules (regression, boxes, retrieval, restoration): splits, seeds, contracts.
+"""Tests of the synthetic datamodules (segmentation, regression, boxes, retrieval, restoration):
+splits, seeds, pinned values, image sizes, contracts.
 
 Fast and offline: the MNIST-sourced variants read a tiny fake IDX directory.
 """
 
+import math
 from collections import Counter
 
 import lightning as L
 import pytest
 import torch
+from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
 
 from datasets.boxes import BoxesDataModule
 from datasets.regression import RegressionDataModule, target_function
 from datasets.restoration import RestorationDataModule
 from datasets.retrieval import PKBatchSampler, RetrievalDataModule
+from datasets.segmentation import SegImbalancedDataModule
 from trainer.models import MLP, BoxCNN, EmbedCNN, ResidualUNet
 
 
@@ -444,3 +448,181 @@ def test_pk_batches_under_lightning():
     assert first[0] != first[1]  # Lightning's set_epoch reaches the sampler
     assert first == again  # and the run repeats with its seed
     assert first != other
+
+
+# --- pinned data: the generated values must not move (same seeds, same draw order) -------------
+
+
+def test_boxes_pinned_and_inside_the_image():
+    dm = BoxesDataModule(n_train=5, n_val=1, n_test=1, noise=0.0)
+    images, boxes = _splits(dm)["train"].inputs[:, 0], dm.splits["train"].targets
+    pixel_boxes = (boxes * 32).round().long()
+    assert pixel_boxes.tolist() == [
+        [6, 9, 19, 19],
+        [0, 2, 4, 19],
+        [3, 14, 25, 20],
+        [10, 15, 28, 29],
+        [2, 3, 22, 25],
+    ]
+    # the two grey levels (background, background + contrast), to the 6 decimals written here:
+    # half a unit of the last one, plus the rounding of the float32 literal
+    background = torch.tensor([0.272643, 0.366078, 0.15884, 0.349662, 0.167763])
+    bright = torch.tensor([0.76087, 0.954262, 0.517881, 0.74597, 0.611118])
+    assert torch.allclose(images.amin(dim=(1, 2)), background, rtol=0, atol=1e-6)
+    assert torch.allclose(images.amax(dim=(1, 2)), bright, rtol=0, atol=1e-6)
+    for image, (x1, y1, x2, y2) in zip(images, pixel_boxes.tolist(), strict=True):
+        assert 0 <= x1 < x2 <= 32 and 0 <= y1 < y2 <= 32
+        inside = torch.zeros(32, 32, dtype=torch.bool)
+        inside[y1:y2, x1:x2] = True
+        # noise-free: the box is exactly the brighter of the two grey levels
+        assert torch.equal(inside, image > image.min())
+
+
+def test_segmentation_pinned_and_foreground_share():
+    dm = SegImbalancedDataModule(n_train=6, n_val=2, n_test=2, image_size=32, noise=0.0)
+    images, masks = _splits(dm)["train"].inputs, dm.splits["train"].targets
+    assert masks.sum(dim=(1, 2, 3)).long().tolist() == [15, 26, 18, 29, 18, 13]
+    image_means = torch.tensor([0.231557, 0.260468, 0.266037, 0.255043, 0.244037, 0.277735])
+    # to the 6 decimals written here (a float32 mean of 1024 pixels rounds at ~1e-7)
+    assert torch.allclose(images.mean(dim=(1, 2, 3)), image_means, rtol=0, atol=1e-6)
+    assert dm.data_stats == {"class_counts": [6 * 32 * 32 - 119, 119]}
+    assert set(masks.unique().tolist()) == {0.0, 1.0}
+    # noise-free: foreground = background in [0, 0.4] + 0.6, so every mask pixel is bright
+    assert images[masks == 1].min() >= 0.6 - 1e-6
+    # many images: the foreground share is the requested 2 % (area drawn in 0.6-1.4x the share,
+    # disks cut to whole pixels and overlapping: a few tenths of a percent either way)
+    many = SegImbalancedDataModule(n_train=300, n_val=1, n_test=1)
+    assert abs(_splits(many)["train"].targets.mean().item() - 0.02) < 0.004
+
+
+def _f64(x: torch.Tensor) -> torch.Tensor:
+    """The regression target f written out again in float64, apart from ``target_function``."""
+    x = x.double()
+    return (
+        2 * torch.sin(x[:, 0])
+        + x[:, 1] * x[:, 2]
+        + 0.5 * x[:, 3] ** 2
+        + torch.tanh(2 * x[:, 4])
+        + 0.5 * x[:, 5]
+        + torch.cos(x[:, 6]) * x[:, 7]
+    )
+
+
+def test_regression_pinned_and_noise_free_targets():
+    dm = RegressionDataModule(n_train=10, n_val=3, n_test=3)
+    splits = _splits(dm)
+    assert dm.outliers.nonzero().flatten().tolist() == [4, 5]
+    expected_x0 = [
+        1.030526,
+        -0.882756,
+        -0.387723,
+        0.938738,
+        -1.882874,
+        1.199435,
+        -0.411451,
+        1.017488,
+    ]
+    # float32 data written to 6 decimals: half a unit of the last one, plus the literal's rounding
+    assert torch.allclose(splits["val"].inputs[0], torch.tensor(expected_x0), rtol=0, atol=1e-6)
+    assert torch.allclose(
+        splits["val"].targets[:, 0],
+        torch.tensor([3.011827, 0.651375, -1.528235]),
+        rtol=0,
+        atol=1e-6,
+    )
+    clean = RegressionDataModule(n_train=10, n_val=50, n_test=3, noise=0.0)
+    x, y = _splits(clean)["val"].inputs, clean.splits["val"].targets[:, 0]
+    # float32 evaluation of f (|f| < 10) against float64: a few float32 ulps
+    assert torch.allclose(y.double(), _f64(x), rtol=0, atol=1e-5)
+
+
+def test_restoration_and_retrieval_pinned():
+    dm = RestorationDataModule(n_train=3, n_val=1, n_test=1)
+    noisy, clean = _splits(dm)["train"].inputs, dm.splits["train"].targets
+    # image means of float32 images, compared to 1e-6: sums of 1024 pixels round at ~1e-7
+    assert torch.allclose(
+        clean.mean(dim=(1, 2, 3)), torch.tensor([0.398645, 0.309491, 0.291963]), atol=1e-6
+    )
+    assert torch.allclose(
+        noisy.mean(dim=(1, 2, 3)), torch.tensor([0.407611, 0.319659, 0.297162]), atol=1e-6
+    )
+    glyphs = RetrievalDataModule(n_classes=4, n_train_classes=2, samples_per_class=2)
+    train = _splits(glyphs)["train"]
+    assert train.targets.tolist() == [0, 0, 1, 1]
+    assert torch.allclose(
+        train.inputs.mean(dim=(1, 2, 3)),
+        torch.tensor([0.160692, 0.176275, 0.144850, 0.086942]),
+        atol=1e-6,
+    )
+
+
+# --- restoration image sizes ----------------------------------------------------------------
+
+
+def test_restoration_192px_fits_five_scale_ms_ssim():
+    dm = RestorationDataModule(n_train=4, n_val=2, n_test=2, image_size=192)
+    splits = _splits(dm)
+    for name, n in (("train", 4), ("val", 2), ("test", 2)):
+        noisy, clean = splits[name].inputs, splits[name].targets
+        assert noisy.shape == clean.shape == (n, 1, 192, 192)
+        assert noisy.dtype == clean.dtype == torch.float32
+        for t in (noisy, clean):
+            assert t.min() >= 0 and t.max() <= 1
+        assert clean.std(dim=(1, 2, 3)).min() > 0.05  # shapes were drawn
+        assert 0.08 < (noisy - clean).abs().mean() < 0.2  # gaussian 0.2, clamped
+    assert dm.model_inputs == {
+        "in_shape": [1, 192, 192],
+        "in_channels": 1,
+        "image_size": 192,
+        "num_outputs": 1,
+    }
+    inputs, targets = next(iter(dm.train_dataloader()))
+    model = ResidualUNet(dm.model_inputs["in_channels"], width=2, depth=2, image_size=192)
+    assert model(inputs).shape == targets.shape == (4, 1, 192, 192)
+    # torchmetrics' MS-SSIM with its five default scales accepts 192 px, and refuses 32 px
+    score = multiscale_structural_similarity_index_measure(noisy, clean, data_range=1.0)
+    assert 0 < score.item() < 1
+    small = _splits(RestorationDataModule(n_train=2, n_val=1, n_test=1))["test"]
+    with pytest.raises(ValueError, match="the image height must be larger than 160"):
+        multiscale_structural_similarity_index_measure(small.inputs, small.targets, data_range=1.0)
+
+
+def test_restoration_192px_config_builds_data_and_model(make_cfg):
+    """``data=restoration data.image_size=192`` through Hydra, data then model as ``train.py``."""
+    from hydra.utils import instantiate
+
+    from trainer.config import instantiate_with_data
+
+    cfg = make_cfg(
+        "data=restoration", "data.image_size=192", "data.n_train=4", "data.n_val=2", "data.n_test=2"
+    )
+    datamodule = instantiate(cfg.data)
+    model = instantiate_with_data(cfg.model, datamodule.model_inputs)
+    inputs, targets = next(iter(datamodule.val_dataloader()))
+    assert inputs.shape == targets.shape == (2, 1, 192, 192)
+    assert model(inputs).shape == (2, 1, 192, 192)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"source": "mnist", "image_size": 192},
+            r"restoration: expected image_size null or 28 with source=mnist \(its images are "
+            r"28 x 28; other sizes need source=shapes\), got 192",
+        ),
+        ({"source": "fashion_mnist", "image_size": 32}, "with source=fashion_mnist"),
+        ({"image_size": 4}, "restoration: expected image_size >= 8, got 4"),
+    ],
+)
+def test_restoration_image_size_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message) as error:
+        RestorationDataModule(**kwargs)
+    assert "\n" not in str(error.value)  # one line
+
+
+def test_restoration_image_size_defaults_per_source():
+    assert RestorationDataModule().image_size == 32
+    assert RestorationDataModule(source="mnist").image_size == 28  # nothing read before setup
+    assert RestorationDataModule(source="mnist", image_size=28).image_size == 28
+    assert math.prod(RestorationDataModule(image_size=64).in_shape) == 64 * 64
