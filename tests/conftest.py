@@ -113,8 +113,8 @@ def make_cfg(tmp_path, request) -> Callable[..., DictConfig]:
 
 def read_events(run_dir: Path) -> dict:
     """Scalars (tag -> [(step, value)]), image tags and HParams (names -> values, metric tags) of
-    the TensorBoard run in ``run_dir`` (fit, test and the final HParams each close and reopen the
-    writer, so a run is a few event files, which TensorBoard reads as one run)."""
+    the TensorBoard run in ``run_dir`` (the HParams entry at the start, fit and test each close
+    and reopen the writer, so a run is a few event files, which TensorBoard reads as one run)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 

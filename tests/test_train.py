@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from conftest import read_events
+from nan_injection import NaNAtStep
 
 from train import train
 from trainer.config import ConfigError
@@ -35,11 +36,11 @@ def test_default_run_logs_everything(make_cfg, tmp_path: Path):
     assert len(scalars["val/dice"]) == 2  # once per epoch
     assert len(scalars["train/loss_step"]) == 8  # every step with log_every_n_steps=1
     assert "val/pictures" in events["images"]
-    # HParams hold the loss's hyperparameters and the real final metrics
+    # HParams hold the loss's hyperparameters; their metrics are the run's own scalar tags
     assert events["hparams"]["loss"] == "focal"
     assert events["hparams"]["loss.gamma"] == 2.0
-    assert "final/test/dice" in events["metric_tags"]
-    assert scalars["final/test/dice"][0][1] == pytest.approx(metrics["test/dice"])
+    assert "test/dice" in events["metric_tags"]
+    assert scalars["test/dice"] == [(8, pytest.approx(metrics["test/dice"], rel=1e-6))]
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["status"] == "completed"
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
@@ -57,6 +58,11 @@ def test_mnist_per_class_metrics(make_cfg, tmp_path: Path):
     assert sorted(k for k in metrics if k.startswith("test/recall/")) == [
         f"test/recall/{d}" for d in range(10)
     ]
+    # the HParams metrics are the per-class tags the run logs, not the collection's "recall"
+    events = read_events(tmp_path)
+    assert "test/recall/3" in events["metric_tags"]
+    assert "test/recall" not in events["metric_tags"]
+    assert set(events["metric_tags"]) <= set(events["scalars"])
 
 
 def test_loss_that_does_not_fit_stops_before_training(make_cfg, tmp_path: Path):
@@ -81,3 +87,31 @@ def test_model_output_follows_the_data(make_cfg):
     datamodule = instantiate(cfg.data)
     model = instantiate_with_data(cfg.model, datamodule.model_inputs)
     assert model.net[-1].out_features == datamodule.num_classes
+
+
+class NaNOffCadence(NaNAtStep):
+    """NaN at step 4: (4 + 1) % 3 != 0, so Lightning writes no step metrics for it."""
+
+    bad_step = 4
+
+
+NAN_STEP = NaNOffCadence.bad_step
+
+
+def test_grad_norm_follows_lightning_cadence_and_every_incident(make_cfg, tmp_path: Path):
+    train(
+        make_cfg(
+            f"loss._target_={__name__}.NaNOffCadence",
+            "trainer.max_epochs=2",
+            "trainer.limit_train_batches=4",
+            "trainer.log_every_n_steps=3",
+        )
+    )
+    scalars = read_events(tmp_path)["scalars"]
+    # Lightning's own cadence: (step + 1) % 3 == 0 over the 8 steps
+    lightning_steps = [step for step, _ in scalars["train/loss_step"]]
+    assert lightning_steps == [2, 5]
+    assert [step for step, _ in scalars["train/grad_norm"]] == sorted([*lightning_steps, NAN_STEP])
+    assert [step for step, _ in scalars["nonfinite/loss"]] == [2, NAN_STEP, 5]
+    assert dict(scalars["nonfinite/loss"]) == {2: 0.0, NAN_STEP: 1.0, 5: 1.0}
+    assert dict(scalars["nonfinite/first_step"])[NAN_STEP] == NAN_STEP

@@ -1,38 +1,35 @@
-"""What a run records about itself: ``status.json``, the HParams entry and the final metrics."""
+"""What a run records about itself: ``status.json``, the hyperparameters every logger gets at the
+start (with TensorBoard's HParams entry), the final metrics, and which weights were tested."""
 
+import importlib.util
 import json
-from collections.abc import Iterator, Mapping
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.loggers import TensorBoardLogger
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
+from tensorboard.plugins.hparams import summary_v2 as hparams_summary
+
+from trainer.config import ConfigError
+from trainer.tasks import Task
+
+log = logging.getLogger(__name__)
+
+# Overrides that change how a run is carried out, not which variant it is. The seed stays out so
+# that TensorBoard puts a variant's seeds into one session group.
+NOT_A_VARIANT = ("seed", "resume", "ckpt_path", "trainer.enable_progress_bar")
+NOT_A_VARIANT_PREFIXES = ("hydra.", "paths.")
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any) -> bool | int | float | str:
     return value if isinstance(value, bool | int | float | str) else str(value)
-
-
-def flat_hparams(cfg: DictConfig, choices: Mapping[str, str]) -> dict[str, Any]:
-    """The run's hyperparameters for TensorBoard's HParams tab: group choices, then every value of
-    the loss, data, model and optimizer configs, then the training budget and seed."""
-    params: dict[str, Any] = {
-        group: str(choices.get(group)) for group in ("data", "model", "loss", "optimizer")
-    }
-    for group in ("loss", "data", "model", "optimizer", "scheduler"):
-        node = OmegaConf.to_container(cfg[group], resolve=True) if cfg.get(group) else {}
-        for key, value in _flatten(node):
-            if not key.split(".")[-1].startswith("_") and key != "data_dir":
-                params[f"{group}.{key}"] = _plain(value)
-    params.update(
-        seed=cfg.seed,
-        max_epochs=cfg.trainer.get("max_epochs"),
-        precision=str(cfg.trainer.get("precision")),
-        nan_policy=cfg.nan_policy,
-    )
-    return params
 
 
 def _flatten(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -41,6 +38,152 @@ def _flatten(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield from _flatten(value, f"{prefix}{key}.")
     else:
         yield prefix.rstrip("."), node
+
+
+def variant_hparams(
+    cfg: DictConfig, choices: Mapping[str, Any], overrides: Sequence[str]
+) -> dict[str, bool | int | float | str]:
+    """What defines the run's variant: the data, model and loss choices, every ``loss.*`` value,
+    the job's own overrides (``overrides``: Hydra's ``overrides.task``) but for those in
+    :data:`NOT_A_VARIANT`, and ``test_ckpt`` (which weights the test metrics come from).
+
+    A group override (``optimizer=sgd``) gives the choice, any other its resolved value.
+    """
+    params: dict[str, bool | int | float | str] = {
+        group: str(choices.get(group)) for group in ("data", "model", "loss")
+    }
+    for key, value in _flatten(OmegaConf.to_container(cfg.loss, resolve=True)):
+        if not key.split(".")[-1].startswith("_"):
+            params[f"loss.{key}"] = _plain(value)
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key in NOT_A_VARIANT or key.startswith(NOT_A_VARIANT_PREFIXES):
+            continue
+        params[key] = _plain(choices[key] if key in choices else OmegaConf.select(cfg, key))
+    params["test_ckpt"] = cfg.test_ckpt
+    return params
+
+
+def metric_tags(task: Task) -> list[str]:
+    """The scalar tags that hold a run's results: the loss and the task's metrics, on val and test.
+
+    The names come from the task itself, through its metrics on its own reference batch: a
+    task's ``scalars`` may expand one metric into several (per-class recall), so the metric
+    collection's keys alone would name tags that never exist.
+    """
+    metrics = task.metrics()
+    task.update(metrics, *task.reference_batch(seed=0))
+    names = sorted(task.scalars(metrics.compute()))
+    return [f"{split}/{name}" for split in ("val", "test") for name in ("loss", *names)]
+
+
+@rank_zero_only
+def write_hparams_entry(
+    logger: TensorBoardLogger, params: Mapping[str, Any], metric_tags: Sequence[str]
+) -> None:
+    """TensorBoard's HParams entry for the run, at its start: the experiment (which hyperparameters
+    and which scalar tags are the metrics) and the session start (the values).
+
+    Built with TensorBoard's own ``summary_v2`` protos rather than Lightning's
+    ``log_hyperparams(params, metrics)`` or torch's ``summary.hparams``: those write the metric
+    values as scalars (Lightning, at step 0) and a session-end record with status SUCCESS, so a
+    run that is killed later would look finished. Here the plugin reads each metric from the run's
+    own ``val/...``/``test/...`` scalars, and a run's session has no end until it has one.
+
+    TensorBoard shows the experiment of the first run it finds: in a sweep whose variants have
+    different ``loss.*`` keys, those of that run name the columns.
+    """
+    hparams = [hparams_summary.HParam(name) for name in params]
+    metrics = [hparams_summary.Metric(tag) for tag in metric_tags]
+    writer = logger.experiment.file_writer  # the SummaryWriter's open event file
+    writer.add_summary(hparams_summary.hparams_config_pb(hparams, metrics))
+    # the session group is a hash of the values: without the seed, one group per variant
+    writer.add_summary(hparams_summary.hparams_pb(dict(params)))
+    writer.flush()
+
+
+def _tolerated(
+    warn: Callable[[str], None], logger: Logger, what: str, call: Callable[[], Any]
+) -> None:
+    """Run one logger call; a failure is logged and passed to ``warn``, never raised: the
+    run's own results (checkpoints, status.json, the other loggers) do not depend on it."""
+    try:
+        call()
+    except Exception as error:
+        message = f"{type(logger).__name__}.{what}: {type(error).__name__}: {error}"
+        log.warning("logger failed, the run goes on: %s", message, exc_info=True)
+        warn(message)
+
+
+def tolerate_logger_failures(loggers: Sequence[Logger], warn: Callable[[str], None]) -> None:
+    """Make each logger's ``finalize`` pass its failures to ``warn`` instead of raising them.
+
+    Lightning calls ``finalize`` inside ``fit`` and ``test``, after their loops: a logger that
+    fails there (an upload, a closed server) would turn a finished fit or test into an error.
+    Wrapping the bound method keeps each logger's own type, which Lightning and the callbacks
+    check (``isinstance(logger, TensorBoardLogger)``).
+    """
+    for logger in loggers:
+        finalize = logger.finalize
+
+        def tolerant_finalize(status: str, logger=logger, finalize=finalize) -> None:
+            _tolerated(warn, logger, f"finalize({status!r})", lambda: finalize(status))
+
+        logger.finalize = tolerant_finalize
+
+
+def log_start(
+    loggers: Sequence[Logger],
+    params: Mapping[str, Any],
+    metric_tags: Sequence[str],
+    warn: Callable[[str], None],
+) -> None:
+    """Every logger gets the hyperparameters before fit, so a killed or running job shows them;
+    TensorBoard also gets its HParams entry (:func:`write_hparams_entry`)."""
+    for logger in loggers:
+        # TensorBoardLogger without metrics (default_hp_metric off) only keeps them for its
+        # hparams.yaml; the others store them their own way
+        _tolerated(warn, logger, "log_hyperparams", lambda lg=logger: lg.log_hyperparams(params))
+        if isinstance(logger, TensorBoardLogger):
+            _tolerated(
+                warn,
+                logger,
+                "HParams entry",
+                lambda lg=logger: write_hparams_entry(lg, params, metric_tags),
+            )
+        _tolerated(warn, logger, "save", logger.save)
+
+
+def log_end(trainer: L.Trainer, metrics: Mapping[str, float], warn: Callable[[str], None]) -> None:
+    """The final metrics, at the last step, to every logger but TensorBoard (whose HParams read
+    them from the run's scalar tags): one record of the whole result in each store."""
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            continue
+        _tolerated(
+            warn,
+            logger,
+            "log_metrics",
+            lambda lg=logger: lg.log_metrics(dict(metrics), step=trainer.global_step),
+        )
+        _tolerated(warn, logger, "save", logger.save)
+
+
+# Loggers whose package requirements.txt leaves out, by class name: the package each one needs
+OPTIONAL_PACKAGES = {"MLFlowLogger": "mlflow", "WandbLogger": "wandb"}
+
+
+def build_loggers(logger_cfg: DictConfig) -> list[Logger]:
+    """The configured loggers; a missing optional package is one line that says how to install
+    it, before anything is built (Lightning would raise deep inside the logger's constructor)."""
+    nodes = {name: node for name, node in logger_cfg.items() if node is not None}
+    for name, node in nodes.items():
+        package = OPTIONAL_PACKAGES.get(str(node.get("_target_", "")).rsplit(".", 1)[-1])
+        if package and importlib.util.find_spec(package) is None:
+            raise ConfigError(
+                f"logger={name} needs the {package} package: .venv/bin/pip install {package}"
+            )
+    return [instantiate(node) for node in nodes.values()]
 
 
 def final_metrics(trainer: L.Trainer) -> dict[str, float]:
@@ -53,34 +196,67 @@ def final_metrics(trainer: L.Trainer) -> dict[str, float]:
     }
 
 
-def log_final_hparams(
-    trainer: L.Trainer, hparams: dict[str, Any], metrics: dict[str, float]
-) -> None:
-    """HParams with the final metrics (``final/...`` tags), not Lightning's ``hp_metric = -1``;
-    ``hparams.yaml`` is rewritten with them (Lightning wrote it empty at the start of fit)."""
-    final = {f"final/{k}": v for k, v in metrics.items()}
-    for logger in trainer.loggers:
-        logger.log_hyperparams(hparams, metrics=final, step=trainer.global_step)
-        if isinstance(logger, TensorBoardLogger):
-            Path(logger.log_dir, TensorBoardLogger.NAME_HPARAMS_FILE).unlink(missing_ok=True)
-        logger.save()
+def task_record(task: Task, test_ckpt: str) -> dict[str, str]:
+    """What ``status.json`` says about the task before training: how the comparison ranks runs
+    (``ranking_metric`` without split prefix, ``mode``) and which weights will be tested."""
+    return {
+        "task": task.name,
+        "ranking_metric": task.monitor,
+        "mode": task.mode,
+        "test_ckpt": test_ckpt,
+    }
+
+
+def selection(
+    trainer: L.Trainer, task: Task, tested_path: str | None, fit_metrics: Mapping[str, float]
+) -> dict[str, Any]:
+    """The validation value of the weights that were tested: the checkpoint's monitored score
+    when the best checkpoint was tested (``tested_path``), else the last validation's value."""
+    metric = f"val/{task.monitor}"
+    if tested_path:
+        value = float(trainer.checkpoint_callback.best_model_score)
+    else:
+        value = fit_metrics.get(metric)
+    return {"metric": metric, "value": value, "checkpoint": "best" if tested_path else "last"}
+
+
+class StatusRecord(dict):
+    """The fields of ``status.json``; every change is written at once, so a killed run still
+    says what it was (``running``, its task, its warnings)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(status="running")
+        self.path = path
+        self.save()
+
+    def update(self, *args: Any, **fields: Any) -> None:
+        super().update(*args, **fields)
+        self.save()
+
+    def warn(self, message: str) -> None:
+        """Add a problem that did not stop the run (a logger that failed) to ``warnings``."""
+        self.setdefault("warnings", []).append(message)
+        self.save()
+
+    def save(self) -> None:
+        # a temporary file, then a rename: a reader (the comparison report of a sweep still
+        # running) never sees half a file
+        partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps(self, indent=2))
+        partial.replace(self.path)
 
 
 @contextmanager
-def recorded_status(output_dir: Path) -> Iterator[dict]:
-    """Write ``status.json`` in the run dir: ``running``, then what the run ends as.
+def recorded_status(output_dir: Path) -> Iterator[StatusRecord]:
+    """``status.json`` in the run dir: ``running``, then what the run ends as.
 
     The body may set ``status`` (``completed`` or ``stopped``) and add fields; an exception is
     recorded as ``failed`` with its message, then propagates.
     """
-    path = Path(output_dir) / "status.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record: dict[str, Any] = {"status": "running"}
-    path.write_text(json.dumps(record))
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    record = StatusRecord(Path(output_dir) / "status.json")
     try:
         yield record
     except BaseException as error:
         record.update(status="failed", error=f"{type(error).__name__}: {error}")
         raise
-    finally:
-        path.write_text(json.dumps(record, indent=2))
