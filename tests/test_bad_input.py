@@ -9,8 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from losses._core import values_checkable
+from losses.classification import CrossEntropy
 from train import train
 from trainer.cli import one_line, unknown_choice
+from trainer.config import instantiate_with_data
+from trainer.module import LossExperiment
+from trainer.preflight import preflight
+from trainer.tasks import build_task
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -207,3 +213,52 @@ def test_unwritable_output_directory(tmp_path: Path):
         unwritable_output(["paths.log_dir=/proc/no/such"])
         == "cannot create the output directory /proc/no/such: FileNotFoundError"
     )
+
+
+def mnist_experiment(cfg, loss=None) -> tuple[LossExperiment, object]:
+    """The module and datamodule ``train`` builds from ``cfg``, with ``loss`` instead of the
+    config's if given."""
+    from hydra.utils import instantiate
+
+    datamodule = instantiate(cfg.data)
+    datamodule.setup()
+    model = instantiate_with_data(cfg.model, datamodule.model_inputs)
+    loss = loss or instantiate_with_data(cfg.loss, datamodule.data_stats)
+    module = LossExperiment(model, loss, build_task(datamodule), instantiate(cfg.optimizer))
+    return module, datamodule
+
+
+def test_preflight_checks_the_first_training_batch(make_cfg):
+    module, datamodule = mnist_experiment(make_cfg("data=mnist", "loss=ce"))
+    # one class index out of range, in the first training batch only (validation is clean)
+    first_batch = next(iter(datamodule.train_dataloader().batch_sampler))
+    targets = datamodule.splits["train"].targets
+    targets[first_batch[0]] = 10
+    lowest = int(targets[first_batch].min())
+    with pytest.raises(ValueError) as error:
+        preflight(module, datamodule)
+    assert one_line(error.value) == (
+        f"ce: expected class indices in [0, 10), got values in [{lowest}, 10]"
+    )
+
+
+class RecordsValueChecks(CrossEntropy):
+    """CE that records, per call, whether value checks would run on an accelerator tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checked_off_cpu: list[bool] = []
+
+    def compute(self, input, target):
+        self.checked_off_cpu.append(values_checkable(target.to("meta")))
+        return super().compute(input, target)
+
+
+def test_preflight_runs_the_value_checks_on_any_device(make_cfg):
+    loss = RecordsValueChecks()
+    module, datamodule = mnist_experiment(make_cfg("data=mnist", "loss=ce"), loss)
+    preflight(module, datamodule)
+    # the first training batch, then two validation samples, both inside value_checks()
+    assert loss.checked_off_cpu == [True, True]
+    assert not values_checkable(torch.zeros(1, device="meta"))  # and off again afterwards
+    assert module.training

@@ -4,14 +4,12 @@ import json
 from pathlib import Path
 
 import lightning as L
+import nan_injection
 import pytest
 import torch
 from conftest import read_events
 from hydra.utils import instantiate
-from torch import Tensor
 
-from losses._core import Loss
-from losses.segmentation import bce
 from train import train
 from trainer.callbacks import NonFiniteError, NonFiniteGuard
 from trainer.module import LossExperiment
@@ -20,22 +18,8 @@ from trainer.tasks import Segmentation
 BAD_STEP = 3
 
 
-class NaNAtStep(Loss):
-    """BCE, except that the loss of training step ``BAD_STEP`` is NaN (test-only: counts calls)."""
-
-    tasks = ("segmentation",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls = 0
-
-    def compute(self, input: Tensor, target: Tensor) -> Tensor:
-        loss = bce(input, target)
-        if torch.is_grad_enabled():
-            self.calls += 1
-            if self.calls == BAD_STEP + 1:
-                return loss * float("nan")
-        return loss
+class NaNAtStep(nan_injection.NaNAtStep):
+    bad_step = BAD_STEP
 
 
 class Snapshot(L.Callback):
@@ -135,8 +119,8 @@ def test_bad_policy_is_rejected():
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("loss", "expect_incidents"), [("bce_manual", True), ("bce", False)])
-def test_debug_nan_preset(make_cfg, tmp_path, loss, expect_incidents):
-    metrics = train(make_cfg("debug='nan'", f"loss={loss}", "trainer.limit_train_batches=8"))
+def test_debug_saturate_preset(make_cfg, tmp_path, loss, expect_incidents):
+    metrics = train(make_cfg("debug=saturate", f"loss={loss}", "trainer.limit_train_batches=8"))
     summary = json.loads((tmp_path / "nonfinite.json").read_text())
     total = sum(summary["counts"].values())
     scalars = read_events(tmp_path)["scalars"]
@@ -150,8 +134,8 @@ def test_debug_nan_preset(make_cfg, tmp_path, loss, expect_incidents):
 
 
 @pytest.mark.slow
-def test_debug_nan_with_stop_policy_ends_cleanly_with_a_checkpoint(make_cfg, tmp_path):
-    train(make_cfg("debug='nan'", "loss=bce_manual", "nan_policy=stop"))
+def test_debug_saturate_with_stop_policy_ends_cleanly_with_a_checkpoint(make_cfg, tmp_path):
+    train(make_cfg("debug=saturate", "loss=bce_manual", "nan_policy=stop"))
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["status"] == "stopped"
     assert status["stop_reason"] == "non-finite loss and grad at step 0 (nan_policy=stop)"
@@ -159,9 +143,9 @@ def test_debug_nan_with_stop_policy_ends_cleanly_with_a_checkpoint(make_cfg, tmp
 
 
 @pytest.mark.slow
-def test_debug_nan_with_raise_policy_names_step_and_kinds(make_cfg, tmp_path):
+def test_debug_saturate_with_raise_policy_names_step_and_kinds(make_cfg, tmp_path):
     with pytest.raises(
         NonFiniteError, match=r"non-finite loss and grad at step 0 \(nan_policy=raise\)"
     ):
-        train(make_cfg("debug='nan'", "loss=bce_manual", "nan_policy=raise"))
+        train(make_cfg("debug=saturate", "loss=bce_manual", "nan_policy=raise"))
     assert json.loads((tmp_path / "status.json").read_text())["status"] == "failed"

@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import TINY_DATA, TINY_MODEL
+from hydra.utils import get_class
+from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,3 +66,78 @@ def test_unknown_choice_is_one_line_before_hydra_starts(tmp_path: Path):
         "train.py: unknown data 'no_such_data'; choose one of: "
         "boxes, fashion_mnist, mnist, regression, restoration, retrieval, seg_imbalanced"
     )
+    result = run_train("-m", "loss=choice(bce,dcie)", f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 1
+    assert result.stderr.startswith("train.py: unknown loss 'dcie'; choose one of: balanced_bce,")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_suite_without_multirun_is_one_line_before_hydra_starts(tmp_path: Path):
+    result = run_train("suite=seg_imbalance", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "train.py: a suite is a sweep of jobs: add -m (python train.py -m suite=seg_imbalance)"
+    )
+    assert not any(tmp_path.iterdir()), "Hydra started"
+
+
+def test_dry_run_lists_every_job_of_a_suite_and_trains_nothing(tmp_path: Path):
+    result = run_train("-m", "suite=boxes", "dry_run=true", f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Hydra's log lines ("[2026-...][HYDRA] ...") share stdout with the listing
+    lines = [line for line in result.stdout.splitlines() if not line.startswith("[")]
+    # conf/suite/boxes.yaml: 4 variants, seeds 0, 1, 2, in that order
+    variants = ["loss=giou", "loss=l1", "loss=smooth_l1 loss.beta=0.05", "loss=giou_l1"]
+    assert lines == [
+        *(f"{v} seed={s} suite=boxes" for v in variants for s in range(3)),
+        "12 jobs (dry run: nothing trained)",
+    ]
+    assert not list(tmp_path.rglob("status.json")) and not list(tmp_path.rglob("*.ckpt"))
+
+
+@pytest.mark.slow
+def test_a_choice_sweep_of_losses_runs_each(tmp_path: Path):
+    result = run_train(
+        "-m",
+        "loss=choice(bce,dice)",
+        "debug=quick",
+        *TINY_DATA["seg_imbalanced"],
+        *TINY_MODEL["unet"],
+        "trainer.enable_progress_bar=false",
+        f"hydra.sweep.dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for loss in ("bce", "dice"):
+        (run,) = tmp_path.glob(f"{loss}-*")
+        assert json.loads((run / "status.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_a_loss_glob_on_a_task_runs_the_losses_that_fit_and_skips_the_others(tmp_path: Path):
+    names = sorted(p.stem for p in (ROOT / "conf" / "loss").glob("*.yaml"))
+    # the reference: each loss class's own `tasks`
+    fits = {
+        name
+        for name in names
+        if "regression"
+        in get_class(OmegaConf.load(ROOT / "conf" / "loss" / f"{name}.yaml")._target_).tasks
+    }
+    assert {"mse", "l1", "huber", "smooth_l1"} <= fits and "bce" not in fits
+    result = run_train(
+        "-m",
+        "loss=glob(*)",
+        "data=regression",
+        "debug=quick",
+        *TINY_DATA["regression"],
+        *TINY_MODEL["mlp"],
+        "trainer.enable_progress_bar=false",
+        f"hydra.sweep.dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = {p.name.split("-")[0]: p for p in tmp_path.iterdir() if (p / "status.json").exists()}
+    assert set(runs) == fits
+    for run in runs.values():
+        assert json.loads((run / "status.json").read_text())["status"] == "completed"
+    log = result.stdout + result.stderr
+    for name in set(names) - fits:
+        assert log.count(f"skipped loss={name}: it does not fit data=regression") == 1, name

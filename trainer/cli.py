@@ -2,6 +2,10 @@
 
 from pathlib import Path
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Glob, Override, QuotedString
+from hydra.errors import HydraException
+
 from datasets.mnist import DataError
 from trainer.config import CONF_DIR, ConfigError
 
@@ -9,6 +13,13 @@ from trainer.config import CONF_DIR, ConfigError
 # name the loss, dataset or setting themselves; the others get their type as a prefix.
 SELF_EXPLAINED = (ValueError, TypeError, ConfigError, DataError)
 USER_ERRORS = (*SELF_EXPLAINED, LookupError, OSError)
+# flags that make Hydra print (config, help, info) instead of running a job
+INSPECT_FLAGS = ("-c", "--cfg", "-i", "--info", "-h", "--help", "--hydra-help", "--version", "-sc")
+# settings that only mean something to a sweep: given without -m they would silently do nothing
+MULTIRUN_ONLY = {
+    "suite": "a suite is a sweep of jobs",
+    "dry_run": "dry_run lists the jobs of a sweep",
+}
 
 
 def root_cause(error: BaseException) -> BaseException:
@@ -38,29 +49,127 @@ def one_line(error: BaseException) -> str | None:
     return message if isinstance(cause, SELF_EXPLAINED) else f"{type(cause).__name__}: {message}"
 
 
+def parse_overrides(args: list[str]) -> list[Override]:
+    """The command line's overrides as Hydra's own parser reads them. Flags (``-m``) and their
+    values (``--cfg job``) are not overrides; neither is anything Hydra's grammar rejects, which
+    Hydra then reports itself."""
+    parser = OverridesParser.create()
+    overrides = []
+    for arg in args:
+        if arg.startswith("-"):
+            continue
+        try:
+            overrides.append(parser.parse_override(arg))
+        except HydraException:
+            continue
+    return overrides
+
+
+def _unquoted(element: object) -> object:
+    return element.text if isinstance(element, QuotedString) else element
+
+
+def group_options(override: Override, known: list[str]) -> list[str | None]:
+    """The options a config-group override selects, expanded as Hydra's basic sweeper expands
+    them: ``a,b`` and ``choice(a,b)`` (also shuffled or sorted) give each option, ``glob(...)``
+    the ``known`` options it matches, a list several configs at once; None stands for ``null``.
+    ``range`` and ``interval`` make numbers, which no group option is named.
+
+    >>> parse = OverridesParser.create().parse_override
+    >>> group_options(parse("loss=glob(b*,exclude=bce_*)"), ["balanced_bce", "bce", "bce_manual"])
+    ['balanced_bce', 'bce']
+    >>> group_options(parse("loss=choice(bce,'dice')"), [])
+    ['bce', 'dice']
+    """
+    value = override.value()
+    if isinstance(value, Glob):
+        return value.filter(known)
+    if override.is_range_sweep() or override.is_interval_sweep():
+        raise ConfigError(
+            f"{override.key_or_group}: range() and interval() sweep numbers; "
+            "a config group sweeps with a,b or choice(...) or glob(...)"
+        )
+    if override.is_choice_sweep():
+        values = list(override.sweep_iterator(transformer=_unquoted))
+    else:
+        values = value if isinstance(value, list) else [value]
+    return [None if v is None else str(v) for v in values]
+
+
+def config_dirs(args: list[str], overrides: list[Override], conf_dir: Path) -> list[Path] | None:
+    """The directories Hydra will search for config groups: ``conf_dir``, ``--config-dir`` and
+    the ``file://`` entries of ``hydra.searchpath``; None when a search path entry cannot be
+    listed here (``pkg://``): then Hydra alone knows the options."""
+    dirs = [conf_dir]
+    for flag, value in zip(args, [*args[1:], ""], strict=True):
+        if flag in ("-cd", "--config-dir"):
+            dirs.append(Path(value))
+        elif flag.startswith("--config-dir="):
+            dirs.append(Path(flag.split("=", 1)[1]))
+    for override in overrides:
+        if override.key_or_group != "hydra.searchpath" or override.is_delete():
+            continue
+        entries = override.value()
+        for entry in entries if isinstance(entries, list) else [entries]:
+            if not isinstance(entry, str) or not entry.startswith("file://"):
+                return None
+            dirs.append(Path(entry.removeprefix("file://")))
+    return dirs
+
+
 def unknown_choice(args: list[str], conf_dir: Path = CONF_DIR) -> str | None:
     """One line naming the first ``group=option`` argument whose option has no config, with the
-    choices; None when all exist. Sweeps (``loss=ce,focal``) are checked option by option. With
-    an extra ``hydra.searchpath`` the options may live elsewhere: Hydra itself reports those.
+    choices; None when all exist. Sweeps are expanded as Hydra expands them (``loss=ce,focal``,
+    ``loss=choice(ce,focal)``, ``loss=glob(*)``, which must match at least one option).
 
-    >>> unknown_choice(["loss=dice", "loss=no_such"])
+    >>> unknown_choice(["-m", "loss=choice(dice,no_such)"])
     "unknown loss 'no_such'; choose one of: balanced_bce, bce, ..."
     """
-    if any(arg.startswith("hydra.searchpath") for arg in args):
+    overrides = parse_overrides(args)
+    dirs = config_dirs(args, overrides, conf_dir)
+    if dirs is None:
         return None
-    for arg in args:
-        group, _, options = arg.lstrip("+").partition("=")
-        if (
-            not options
-            or "." in group
-            or group.startswith("hydra")
-            or not (conf_dir / group).is_dir()
-        ):
+    for override in overrides:
+        group = override.key_or_group
+        if override.value_type is None or override.is_hydra_override() or "." in group:
+            continue  # `~loss` (no value), Hydra's own groups, or a config value (loss.gamma)
+        if not any((d / group).is_dir() for d in dirs):
             continue
-        known = sorted(path.stem for path in (conf_dir / group).glob("*.yaml"))
-        for option in options.split(","):
-            if option.strip("'\"") not in known and option != "null":
-                return f"unknown {group} {option!r}; choose one of: {', '.join(known)}"
+        known = sorted({p.stem for d in dirs for p in (d / group).glob("*.yaml")})
+        choose = f"choose one of: {', '.join(known)}"
+        try:
+            options = group_options(override, known)
+        except ConfigError as error:
+            return str(error)
+        if isinstance(override.value(), Glob) and not options:
+            return f"{override.input_line} matches no {group}; {choose}"
+        for option in options:
+            if option is not None and option not in known:
+                return f"unknown {group} {option!r}; {choose}"
+    return None
+
+
+def multirun_misuse(args: list[str]) -> str | None:
+    """One line when a setting that only a sweep uses (``suite=...``, ``dry_run=true``) comes
+    without ``-m`` (a plain run would ignore it and train the defaults instead), or when one
+    sweep is given several suites (each suite is a sweep of its own).
+
+    >>> multirun_misuse(["suite=seg_imbalance"])
+    'a suite is a sweep of jobs: add -m (python train.py -m suite=seg_imbalance)'
+    >>> multirun_misuse(["-m", "suite=seg_imbalance"]) is None
+    True
+    """
+    overrides = parse_overrides(args)
+    for override in overrides:
+        if override.key_or_group == "suite" and override.is_sweep_override():
+            return f"{override.input_line}: one suite per sweep; run each with its own -m"
+    multirun = any(flag in args for flag in ("-m", "--multirun", *INSPECT_FLAGS)) or any(
+        o.key_or_group == "hydra.mode" and o.value() == "MULTIRUN" for o in overrides
+    )
+    for override in [] if multirun else overrides:
+        reason = MULTIRUN_ONLY.get(override.key_or_group)
+        if reason and not override.is_delete() and override.value() not in (None, False):
+            return f"{reason}: add -m (python train.py -m {override.input_line})"
     return None
 
 
@@ -84,3 +193,8 @@ def unwritable_output(args: list[str]) -> str | None:
     except OSError as error:
         return f"cannot create the output directory {directory}: {type(error).__name__}"
     return None
+
+
+def command_line_error(args: list[str]) -> str | None:
+    """The first pre-check that fails, as one line; None when the command line may go to Hydra."""
+    return unknown_choice(args) or multirun_misuse(args) or unwritable_output(args)

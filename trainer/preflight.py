@@ -1,10 +1,11 @@
-"""Checks before training: the loss fits the task, the settings are valid, and one batch goes
-through the model and the loss."""
+"""Checks before training: the loss fits the task, the settings are valid, and the first training
+batch and two validation samples go through the model and the loss."""
 
 import lightning as L
 import torch
 from omegaconf import DictConfig
 
+from losses._core import value_checks
 from trainer.config import ConfigError, check_loss_fits
 
 
@@ -16,12 +17,18 @@ def check_run(cfg: DictConfig, loss_name: str, data_name: str, task: str) -> Non
 
 
 def preflight(module: L.LightningModule, datamodule: L.LightningDataModule) -> None:
-    """Two validation samples through the model and the loss, in eval mode, before training:
-    a loss that cannot take the model's outputs (shape, dtype, an SSIM window larger than the
-    images) fails here with its own message instead of at the first step."""
+    """The first training batch and two validation samples through the model and the loss, in
+    eval mode (BatchNorm statistics stay untouched), before training: a loss that cannot take the
+    model's outputs (shape, dtype, an SSIM window larger than the images) or the data's targets
+    (a class index out of range, a mask outside [0, 1], an inverted box) fails here with its own
+    one-line message instead of at the first step. Inside ``value_checks()`` the losses check
+    target values on whatever device the tensors are on, not only on CPU."""
     datamodule.setup()
-    inputs, target = datamodule.splits["val"].__getitems__([0, 1])
+    first_train_batch = next(iter(datamodule.train_dataloader()))
+    val_samples = datamodule.splits["val"].__getitems__([0, 1])
     module.eval()
-    with torch.no_grad():
-        module.loss(module(inputs), target)
+    # a loss with random parts (random triplet mining) must not move the run's random stream
+    with torch.no_grad(), torch.random.fork_rng(devices=[]), value_checks():
+        for inputs, target in (first_train_batch, val_samples):
+            module.loss(module(inputs), target)
     module.train()
