@@ -1,0 +1,291 @@
+"""The task classes: the registry and ``build_task``, registration checks, and each task's
+metrics and scalars on its reference batch against float64 formulas written here (scikit-learn
+for AUROC and AP)."""
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+from omegaconf import OmegaConf
+from sklearn.metrics import average_precision_score, roc_auc_score
+from torch import Tensor
+
+from trainer.config import instantiate_with_data
+from trainer.metrics import pixel_curve_thresholds
+from trainer.tasks import TASKS, Task, build_task, register
+from trainer.tasks.classification import Classification
+from trainer.tasks.segmentation import Segmentation
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+SHIPPED = {
+    "boxes": ("iou", "max"),
+    "classification": ("acc", "max"),
+    "regression": ("mae", "min"),
+    "restoration": ("psnr", "max"),
+    "retrieval": ("recall@1", "max"),
+    "segmentation": ("dice", "max"),
+}
+
+
+def _scalars(task: Task, outputs: Tensor, target: Tensor) -> dict[str, float]:
+    metrics = task.metrics()
+    task.update(metrics, outputs, target)
+    return {k: float(v) for k, v in task.scalars(metrics.compute()).items()}
+
+
+def test_the_shipped_tasks_are_registered_with_their_ranking_metric():
+    assert {name: (TASKS[name].monitor, TASKS[name].mode) for name in SHIPPED} == SHIPPED
+    assert all(TASKS[name].name == name for name in TASKS)
+
+
+def test_build_task_builds_the_datamodules_task():
+    datamodule = SimpleNamespace(
+        task="classification", num_classes=3, class_names=["a", "b c", "d/e"]
+    )
+    task = build_task(datamodule)
+    assert isinstance(task, Classification)
+    assert (task.num_classes, task.class_names) == (3, ["a", "b_c", "d-e"])
+    assert isinstance(build_task(SimpleNamespace(task="segmentation")), Segmentation)
+
+
+def test_an_unknown_task_names_the_known_ones():
+    with pytest.raises(ValueError, match=r"no task class for task 'ranking'; known: \['boxes', "):
+        build_task(SimpleNamespace(task="ranking"))
+
+
+def test_class_names_must_match_the_class_count():
+    with pytest.raises(ValueError, match="classification: expected 3 class names, got 2"):
+        Classification(3, ["a", "b"])
+
+
+@pytest.mark.parametrize(
+    ("attributes", "message"),
+    [
+        ({"name": "", "monitor": "x"}, "expected a name and a monitor metric"),
+        ({"name": "t", "monitor": ""}, "expected a name and a monitor metric"),
+        (
+            {"name": "t", "monitor": "x", "mode": "up"},
+            r"t: expected mode in \('max', 'min'\), got 'up'",
+        ),
+        ({"name": "boxes", "monitor": "x"}, "boxes: the name is taken by Boxes"),
+    ],
+)
+def test_register_rejects_a_malformed_or_taken_task(attributes: dict, message: str):
+    before = dict(TASKS)
+    with pytest.raises(ValueError, match=message):
+        register(type("Malformed", (Task,), attributes))
+    assert before == TASKS
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_the_ranking_metric_is_among_the_scalars(name: str):
+    task = TASKS[name].example()
+    scalars = _scalars(task, *task.reference_batch(seed=0))
+    assert task.monitor in scalars, sorted(scalars)
+    assert all(math.isfinite(v) for v in scalars.values()), scalars
+
+
+def test_classification_scalars_match_the_formulas():
+    task = Classification.example()
+    outputs, target = task.reference_batch(seed=0)
+    scalars = _scalars(task, outputs, target)
+    predicted = outputs.double().argmax(1)
+    recall = [float((predicted[target == c] == c).double().mean()) for c in range(task.num_classes)]
+    assert scalars["acc"] == pytest.approx(float((predicted == target).double().mean()), abs=1e-6)
+    assert scalars["balanced_acc"] == pytest.approx(sum(recall) / len(recall), abs=1e-6)
+    assert [scalars[f"recall/class{c}"] for c in range(task.num_classes)] == pytest.approx(recall)
+    assert scalars["min_recall"] == pytest.approx(min(recall))
+
+
+def test_segmentation_counts_positive_logits_as_foreground():
+    task = Segmentation()
+    outputs, target = task.reference_batch(seed=0)
+    predicted = outputs.double() > 0
+    truth = target.bool()
+    tp = float((predicted & truth).sum())
+    fp, fn = float((predicted & ~truth).sum()), float((~predicted & truth).sum())
+    scalars = _scalars(task, outputs, target)
+    assert scalars["dice"] == pytest.approx(2 * tp / (2 * tp + fp + fn), abs=1e-6)
+    assert scalars["iou"] == pytest.approx(tp / (tp + fp + fn), abs=1e-6)
+
+
+def test_regression_scalars_match_the_formulas():
+    task = TASKS["regression"]()
+    outputs, target = task.reference_batch(seed=0)
+    error = outputs.double() - target.double()
+    scalars = _scalars(task, outputs, target)
+    assert scalars["mae"] == pytest.approx(float(error.abs().mean()), rel=1e-6)
+    assert scalars["rmse"] == pytest.approx(float(error.square().mean().sqrt()), rel=1e-6)
+    total = (target.double() - target.double().mean()).square().sum()
+    assert scalars["r2"] == pytest.approx(float(1 - error.square().sum() / total), rel=1e-5)
+
+
+def test_restoration_clips_outputs_to_the_image_range_before_psnr():
+    task = TASKS["restoration"]()
+    outputs, clean = task.reference_batch(seed=0)
+    assert outputs.min() < 0 or outputs.max() > 1  # the noise overshoots: clipping matters
+    mse = (outputs.double().clamp(0, 1) - clean.double()).square().mean()
+    psnr = float(10 * torch.log10(1 / mse))
+    assert _scalars(task, outputs, clean)["psnr"] == pytest.approx(psnr, rel=1e-5)
+
+
+def test_boxes_iou_matches_the_formula():
+    task = TASKS["boxes"]()
+    outputs, target = task.reference_batch(seed=0)
+    p, t = outputs.double(), target.double()
+    inter = (torch.minimum(p[:, 2:], t[:, 2:]) - torch.maximum(p[:, :2], t[:, :2])).clamp_min(0)
+    inter = inter.prod(1)
+    union = (p[:, 2:] - p[:, :2]).prod(1) + (t[:, 2:] - t[:, :2]).prod(1) - inter
+    scalars = _scalars(task, outputs, target)
+    assert scalars["iou"] == pytest.approx(float((inter / union).mean()), rel=1e-5)
+    assert scalars["coord_mae"] == pytest.approx(float((p - t).abs().mean()), rel=1e-6)
+
+
+def test_retrieval_hands_its_embeddings_to_the_projector():
+    task = TASKS["retrieval"]()
+    embeddings, labels = task.reference_batch(seed=0)
+    metrics = task.metrics()
+    task.update(metrics, embeddings[:8], labels[:8])
+    task.update(metrics, embeddings[8:], labels[8:])
+    gathered, gathered_labels = task.embeddings(metrics)
+    assert torch.equal(gathered, embeddings) and torch.equal(gathered_labels, labels)
+    # leave-one-out nearest neighbour, by brute force in float64
+    d = torch.cdist(embeddings.double(), embeddings.double()).fill_diagonal_(math.inf)
+    recall1 = float((labels[d.argmin(1)] == labels).double().mean())
+    assert _scalars(task, embeddings, labels)["recall@1"] == pytest.approx(recall1)
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_tasks_without_pictures_or_embeddings_say_none(name: str):
+    task = TASKS[name].example()
+    outputs, target = task.reference_batch(seed=0)
+    rows = task.picture_rows(outputs, target, outputs)
+    if name in ("segmentation", "restoration"):
+        assert [r.shape for r in rows] == [outputs.shape] * 3
+        assert all(float(r.min()) >= 0 and float(r.max()) <= 1 for r in rows)
+    else:
+        assert rows is None
+    if name != "retrieval":  # covered above: it gathers what the metrics saw
+        assert task.embeddings(task.metrics()) is None
+
+
+def _ece(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> float:
+    """Σ_b (n_b / N)·|mean(correct in b) − mean(confidence in b)| over bins [k/B, (k+1)/B)."""
+    slot = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
+    return sum(
+        (slot == b).mean() * abs(correct[slot == b].mean() - confidence[slot == b].mean())
+        for b in range(n_bins)
+        if (slot == b).any()
+    )
+
+
+def test_classification_scores_the_softmax_of_the_logits():
+    """Logits that all lie in [0, 1], which torchmetrics would take for probabilities."""
+    task = Classification.example()
+    generator = torch.Generator().manual_seed(0)
+    target = torch.arange(40) % task.num_classes
+    outputs = torch.rand(40, task.num_classes, generator=generator)
+    scalars = _scalars(task, outputs, target)
+    probs, y = outputs.double().softmax(dim=1).numpy(), target.numpy()
+    onehot = np.eye(task.num_classes)[y]
+    assert scalars["auroc"] == pytest.approx(roc_auc_score(onehot, probs), abs=1e-6)
+    assert scalars["ap"] == pytest.approx(average_precision_score(onehot, probs), abs=1e-6)
+    ece = _ece(probs.max(axis=1), probs.argmax(axis=1) == y)
+    assert scalars["ece"] == pytest.approx(ece, abs=1e-6)
+    assert not {"confusion_matrix", "reliability"} & set(scalars)
+
+
+def test_segmentation_scores_the_sigmoid_of_the_logits():
+    """Logits that all lie in [0, 1] (probabilities 0.5-0.73), which torchmetrics would take for
+    probabilities; AP and AUROC are binned on :func:`pixel_curve_thresholds`, so the reference
+    scores the bin indices."""
+    task = Segmentation()
+    _, mask = task.reference_batch(seed=0)
+    outputs = torch.rand(mask.shape, generator=torch.Generator().manual_seed(0)) + mask * 0.3
+    outputs = outputs.clamp(0, 1)
+    scalars = _scalars(task, outputs, mask)
+    probs, y = outputs.double().sigmoid().flatten(), mask.flatten().numpy()
+    binned = torch.bucketize(probs.float(), pixel_curve_thresholds(), right=True).numpy()
+    assert scalars["pixel_auroc"] == pytest.approx(roc_auc_score(y, binned), abs=1e-6)
+    assert scalars["pixel_ap"] == pytest.approx(average_precision_score(y, binned), abs=1e-6)
+    assert scalars["ece"] == pytest.approx(_ece(probs.numpy(), y), abs=1e-6)
+    # every positive logit is foreground at 0.5: Dice 2·fg / (fg + all)
+    assert scalars["dice"] == pytest.approx(2 * y.sum() / (y.sum() + y.size), abs=1e-6)
+
+
+def test_segmentation_tests_at_the_threshold_validation_chose():
+    task = Segmentation()
+    outputs, mask = task.reference_batch(seed=0)
+    metrics = task.metrics()
+    task.update(metrics, outputs, mask)
+    computed = metrics.compute()
+    assert task.choose(computed) == {"threshold": computed["threshold@best"]}
+    scalars = task.test_scalars(metrics, computed, {"threshold": torch.tensor(0.38)})
+    predicted, truth = outputs.double().sigmoid() >= 0.38, mask.bool()
+    tp = float((predicted & truth).sum())
+    errors = float((predicted & ~truth).sum() + (~predicted & truth).sum())
+    assert float(scalars["dice@val_threshold"]) == pytest.approx(2 * tp / (2 * tp + errors))
+    assert float(scalars["iou@val_threshold"]) == pytest.approx(tp / (tp + errors))
+    assert not any(name.endswith("@best") for name in scalars)  # never chosen on the test
+    assert float(scalars["dice"]) == pytest.approx(float(computed["dice"]))
+
+
+FIGURES = {"classification": {"confusion_matrix", "reliability"}, "regression": {"pred_vs_target"}}
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_tasks_draw_their_figures_and_pr_curves_from_the_metric_states(name: str):
+    task = TASKS[name].example()
+    outputs, target = task.reference_batch(seed=0)
+    metrics = task.metrics()
+    task.update(metrics, outputs, target)
+    metrics.compute()
+    figures = task.figures(metrics)
+    assert set(figures) == FIGURES.get(name, set())
+    assert all(isinstance(figure, Figure) for figure in figures.values())
+    curves = task.pr_curves(metrics)
+    assert set(curves) == ({"pr_curve"} if name == "segmentation" else set())
+    for counts in curves.values():  # every pixel at every threshold
+        assert ((counts.tp + counts.fp + counts.fn + counts.tn) == target.numel()).all()
+
+
+@pytest.mark.parametrize(
+    ("config", "mining"),
+    [
+        ("contrastive", None),
+        ("hinge_embedding", None),
+        ("triplet", "batch_hard"),
+        ("triplet", "random"),
+        ("triplet", "semi_hard"),
+        ("triplet", "batch_all"),
+        ("margin_ranking", "semi_hard"),
+    ],
+)
+def test_retrieval_per_item_lengths_count_the_mined_entries(config: str, mining: str | None):
+    """Counted by enumeration: pairs i < j; anchors with a positive and a negative; their
+    (anchor, positive) pairs; their (anchor, positive, negative) triplets."""
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 3])  # a lone class (3) and a pair-only class (2)
+    embeddings = torch.randn(len(labels), 4, generator=torch.Generator().manual_seed(0))
+    cfg = OmegaConf.load(CONF / "loss" / f"{config}.yaml")
+    cfg.reduction = "none"
+    if mining is not None:
+        cfg.mining = mining
+    loss = instantiate_with_data(cfg, {})
+    n = len(labels)
+    same = [[bool(labels[i] == labels[j]) for j in range(n)] for i in range(n)]
+    pos = [[j for j in range(n) if same[a][j] and j != a] for a in range(n)]
+    neg = [[j for j in range(n) if not same[a][j]] for a in range(n)]
+    expected = {
+        None: n * (n - 1) // 2,
+        "batch_hard": sum(1 for a in range(n) if pos[a] and neg[a]),
+        "random": sum(1 for a in range(n) if pos[a] and neg[a]),
+        "semi_hard": sum(len(pos[a]) for a in range(n) if neg[a]),
+        "batch_all": sum(len(pos[a]) * len(neg[a]) for a in range(n)),
+    }[mining]
+    task = TASKS["retrieval"]()
+    assert task.per_item_shapes(loss, embeddings, labels) == {(expected,)}
+    assert loss(embeddings, labels).shape == (expected,)

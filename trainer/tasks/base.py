@@ -1,0 +1,178 @@
+"""The task base class and the task registry: what every task owns, and how a datamodule's ``task``
+name finds its class.
+
+A task owns everything that differs between kinds of problem: the metric collection, the metric
+that ranks runs (``monitor``, without the split prefix, and its ``mode``), the transform from model
+outputs to what the metrics consume (``update``), the flat scalars logged (``scalars``), what a
+validation epoch chooses for the test to apply (``validation_choices``, ``choose``,
+``test_scalars``), the pictures drawn from the metric states (``figures``, ``pr_curves``), the
+validation samples shown (``picture_rows``), the projector's embeddings (``embeddings``), and, for
+the contract and fuzz tests of its losses, example inputs (``loss_inputs``, ``reference_batch``,
+``loss_stats``, ``per_item_shapes``).
+"""
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+from hypothesis import strategies as st
+from matplotlib.figure import Figure
+from torch import Tensor
+from torchmetrics import MetricCollection
+
+from losses._core import Loss
+from trainer.metrics import ThresholdCounts
+
+MODES = ("max", "min")
+# logit scales the fuzz inputs are drawn at: from a fresh model's to far past float32's saturation
+# of sigmoid and softmax (|x| > ~17 or ~88)
+SCALES = (1.0, 10.0, 100.0, 1e4)
+
+
+class Task:
+    """Base of every task; a subclass sets ``name``, ``monitor`` and ``mode`` and overrides what
+    its outputs need (``metrics`` and ``reference_batch`` and ``loss_inputs`` always).
+
+    ``name`` is the string a datamodule declares in its ``task`` and a loss in its ``tasks``.
+    """
+
+    name: ClassVar[str] = ""
+    monitor: ClassVar[str] = ""  # metric name (without the split prefix) that ranks runs
+    mode: ClassVar[str] = "max"
+    # metrics of the collection whose results are not scalars (a matrix, a sample) and only feed
+    # ``figures``: ``scalars`` leaves them out
+    picture_metrics: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def from_datamodule(cls, datamodule: Any) -> "Task":
+        """The task for a datamodule; tasks that need the data's metadata (classes) override it."""
+        return cls()
+
+    @classmethod
+    def example(cls) -> "Task":
+        """An instance without a datamodule, sized for the contract and fuzz inputs."""
+        return cls()
+
+    def metrics(self) -> MetricCollection:
+        """A fresh collection of the task's metrics (the module clones one per split)."""
+        raise NotImplementedError(f"task {self.name}: metrics() is not implemented")
+
+    def update(self, metrics: MetricCollection, outputs: Tensor, target: Tensor) -> None:
+        """Feed one batch of model outputs and targets to ``metrics``."""
+        metrics.update(outputs, target)
+
+    def scalars(self, computed: Mapping[str, Any]) -> dict[str, Tensor]:
+        """The computed metrics (keys without the split prefix) as named scalars for the loggers,
+        :attr:`picture_metrics` left out."""
+        return {k: v for k, v in computed.items() if k not in self.picture_metrics}
+
+    def validation_choices(self) -> dict[str, float]:
+        """What a validation epoch chooses for the test to apply, by name, with the value it has
+        before any validation (segmentation: the Dice-maximising threshold, 0.5 at first)."""
+        return {}
+
+    def choose(self, computed: Mapping[str, Any]) -> dict[str, Tensor]:
+        """The :meth:`validation_choices` made by one validation epoch's computed metrics."""
+        return {}
+
+    def test_scalars(
+        self, metrics: MetricCollection, computed: Mapping[str, Any], chosen: Mapping[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """The test split's scalars, given the values ``chosen`` on validation: a task that
+        chooses reports the test at those choices instead of choosing again on the test."""
+        return self.scalars(computed)
+
+    def figures(self, metrics: MetricCollection) -> dict[str, Figure]:
+        """Pictures of a split drawn from its metric states, by name (without the split prefix).
+
+        Called on process zero only, after the module computed ``metrics``: their ``compute()``
+        returns the cached values and communicates nothing.
+        """
+        return {}
+
+    def pr_curves(self, metrics: MetricCollection) -> dict[str, ThresholdCounts]:
+        """A split's binned precision-recall counts for TensorBoard's PR curves, by name.
+
+        Called on every process: the counts are summed across processes (a collective)."""
+        return {}
+
+    def picture_rows(self, inputs: Tensor, target: Tensor, outputs: Tensor) -> list[Tensor] | None:
+        """Image rows ``[n, C, H, W]`` in [0, 1] shown each validation epoch, or None."""
+        return None
+
+    def embeddings(self, metrics: MetricCollection) -> tuple[Tensor, Tensor] | None:
+        """The split's embeddings and labels for TensorBoard's projector, or None."""
+        return None
+
+    # -- what the contract and fuzz tests feed the task's losses --------------------------------
+
+    def loss_stats(self) -> dict[str, Any]:
+        """The ``data_stats`` a datamodule of this task would give its losses (class counts for
+        weighted losses), consistent with ``loss_inputs`` and ``reference_batch``."""
+        return {}
+
+    def loss_inputs(self) -> st.SearchStrategy[tuple[Tensor, Tensor]]:
+        """Hypothesis strategy of ``(outputs, target)`` float64 batches of any size the losses
+        accept, edge cases included; every tensor comes from drawn values or a drawn seed."""
+        raise NotImplementedError(f"task {self.name}: loss_inputs() is not implemented")
+
+    def reference_batch(self, seed: int) -> tuple[Tensor, Tensor]:
+        """One small fixed batch: outputs as a freshly initialised model would give them and
+        targets the outputs can be fitted to (the contract's overfit test optimises the outputs;
+        the run records compute the metrics' names from it)."""
+        raise NotImplementedError(f"task {self.name}: reference_batch() is not implemented")
+
+    def per_item_shapes(self, loss: Loss, outputs: Tensor, target: Tensor) -> set[tuple[int, ...]]:
+        """Shapes ``loss`` with ``reduction="none"`` may give on a batch: element-wise (the
+        outputs' or the target's shape) or one value per sample ``[N]``."""
+        return {tuple(outputs.shape), tuple(target.shape), (len(outputs),)}
+
+
+TASKS: dict[str, type[Task]] = {}
+
+
+def register(task: type[Task]) -> type[Task]:
+    """Class decorator: add ``task`` to :data:`TASKS` under its ``name``, after checking that it
+    names itself, its ranking metric and a known mode, and that the name is not taken."""
+    if not task.name or not task.monitor:
+        raise ValueError(f"task {task.__name__}: expected a name and a monitor metric, got none")
+    if task.mode not in MODES:
+        raise ValueError(f"task {task.name}: expected mode in {MODES}, got {task.mode!r}")
+    if TASKS.get(task.name, task) is not task:
+        raise ValueError(f"task {task.name}: the name is taken by {TASKS[task.name].__name__}")
+    TASKS[task.name] = task
+    return task
+
+
+def build_task(datamodule: Any) -> Task:
+    """The task object for a datamodule, by the ``task`` name it declares.
+
+    >>> from types import SimpleNamespace
+    >>> task = build_task(SimpleNamespace(task="regression"))
+    >>> task.name, task.monitor, task.mode
+    ('regression', 'mae', 'min')
+    >>> build_task(SimpleNamespace(task="ranking"))
+    Traceback (most recent call last):
+    ...
+    ValueError: no task class for task 'ranking'; known: ['boxes', 'classification', ...]
+    """
+    if datamodule.task not in TASKS:
+        raise ValueError(f"no task class for task {datamodule.task!r}; known: {sorted(TASKS)}")
+    return TASKS[datamodule.task].from_datamodule(datamodule)
+
+
+# -- strategies the tasks' loss_inputs share ------------------------------------------------------
+
+
+def generators() -> st.SearchStrategy[torch.Generator]:
+    """Torch generators seeded from a drawn integer: tensors a failing example replays exactly."""
+    return st.integers(0, 2**32 - 1).map(lambda seed: torch.Generator().manual_seed(seed))
+
+
+@st.composite
+def logits(draw: st.DrawFn, shape: tuple[int, ...]) -> Tensor:
+    """Float64 normal values times a scale drawn from :data:`SCALES`; on a drawn flag saturated:
+    every value at ±scale."""
+    scale = draw(st.sampled_from(SCALES))
+    x = torch.randn(shape, generator=draw(generators()), dtype=torch.float64) * scale
+    return x.sign() * scale if draw(st.booleans()) else x

@@ -1,0 +1,53 @@
+"""The box task: one predicted box ``[N, 4]`` ``(x1, y1, x2, y2)`` per image against the target
+box, both in image units."""
+
+import torch
+from hypothesis import strategies as st
+from torch import Tensor
+from torchmetrics import MeanAbsoluteError, MetricCollection
+
+from trainer.metrics import BoxIoU
+from trainer.tasks.base import Task, generators, register
+
+
+@register
+class Boxes(Task):
+    """Mean IoU of the predicted boxes, the share with IoU >= 0.5, and the coordinates' MAE."""
+
+    name = "boxes"
+    monitor = "iou"
+
+    def metrics(self) -> MetricCollection:
+        return MetricCollection({"box": BoxIoU(threshold=0.5), "coord_mae": MeanAbsoluteError()})
+
+    def update(self, metrics: MetricCollection, outputs: Tensor, target: Tensor) -> None:
+        metrics["box"].update(outputs, target)
+        metrics["coord_mae"].update(outputs.float(), target)
+
+    def loss_inputs(self) -> st.SearchStrategy[tuple[Tensor, Tensor]]:
+        """1-16 valid boxes (x1 <= x2, y1 <= y2) at scales up to 1e4; all zero-area on a draw."""
+        return _inputs()
+
+    def reference_batch(self, seed: int) -> tuple[Tensor, Tensor]:
+        """16 target boxes inside the unit image; predictions near the centre box of side 0.5,
+        as a fresh sigmoid head gives them (``model=box_cnn``)."""
+        g = torch.Generator().manual_seed(seed)
+        corner = torch.rand(16, 2, generator=g) * 0.6
+        target = torch.cat([corner, corner + 0.1 + torch.rand(16, 2, generator=g) * 0.3], dim=1)
+        centre = 0.5 + 0.05 * torch.randn(16, 2, generator=g)
+        outputs = torch.cat([centre - 0.25, centre + 0.25], dim=1)
+        return outputs, target
+
+
+@st.composite
+def _inputs(draw: st.DrawFn) -> tuple[Tensor, Tensor]:
+    n = draw(st.integers(1, 16))
+    scale = draw(st.sampled_from([1.0, 100.0, 1e4]))
+    side = draw(st.sampled_from([0.0, 1.0]))  # 0: zero-area boxes
+
+    def boxes(g: torch.Generator) -> Tensor:
+        corner = torch.rand(n, 2, generator=g, dtype=torch.float64) * scale
+        size = torch.rand(n, 2, generator=g, dtype=torch.float64) * scale * side
+        return torch.cat([corner, corner + size], dim=1)
+
+    return boxes(draw(generators())), boxes(draw(generators()))

@@ -1,0 +1,114 @@
+"""The binary segmentation task: one logit per pixel ``[N, 1, H, W]`` against a float {0, 1} mask
+of the same shape."""
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from hypothesis import strategies as st
+from torch import Tensor
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    BinaryF1Score,
+    BinaryJaccardIndex,
+    BinaryPrecision,
+    BinaryRecall,
+)
+
+from trainer.metrics import (
+    BestThresholdDice,
+    ThresholdCounts,
+    segmentation_curve_metrics,
+)
+from trainer.tasks.base import Task, generators, logits, register
+
+MASKS = ("empty", "full", "one_pixel", "random")
+# the metrics of the mask the logits predict (logit > 0, i.e. probability 0.5); the others
+# take the probabilities
+MASK_METRICS = ("dice", "iou", "precision", "recall")
+# steps of 0.01, and at most the 127 points TensorBoard's PR curve keeps
+THRESHOLDS = 101
+
+
+@register
+class Segmentation(Task):
+    """Foreground Dice (= F1), IoU (Jaccard), precision and recall over all pixels of the split at
+    the 0.5 threshold; pixel AP, pixel AUROC and pixel ECE (15 bins); Dice and IoU at the
+    threshold that maximises the validation Dice, which validation chooses and the test applies
+    (``dice@val_threshold``); the PR curve of the pixels."""
+
+    name = "segmentation"
+    monitor = "dice"
+
+    def metrics(self) -> MetricCollection:
+        return MetricCollection(
+            {
+                "dice": BinaryF1Score(),
+                "iou": BinaryJaccardIndex(),
+                "precision": BinaryPrecision(),
+                "recall": BinaryRecall(),
+                **dict(segmentation_curve_metrics().items(keep_base=True)),
+                "thresholds": BestThresholdDice(num_thresholds=THRESHOLDS),
+            }
+        )
+
+    def update(self, metrics: MetricCollection, outputs: Tensor, target: Tensor) -> None:
+        # hard predictions and probabilities, never logits: torchmetrics would guess whether
+        # floats are logits or probabilities
+        mask = target.long()
+        predicted, probs = (outputs > 0).long(), outputs.float().sigmoid()
+        for name, metric in metrics.items(keep_base=True, copy_state=False):
+            metric.update(predicted if name in MASK_METRICS else probs, mask)
+
+    def validation_choices(self) -> dict[str, float]:
+        return {"threshold": 0.5}
+
+    def choose(self, computed: Mapping[str, Any]) -> dict[str, Tensor]:
+        return {"threshold": computed["threshold@best"]}
+
+    def test_scalars(
+        self, metrics: MetricCollection, computed: Mapping[str, Any], chosen: Mapping[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """Dice and IoU at the validation's threshold instead of the test's own best one (which
+        would tune the threshold on the test)."""
+        scalars = {k: v for k, v in self.scalars(computed).items() if not k.endswith("@best")}
+        at_threshold = metrics["thresholds"].at_threshold(float(chosen["threshold"]))
+        return scalars | {f"{k}@val_threshold": v for k, v in at_threshold.items()}
+
+    def pr_curves(self, metrics: MetricCollection) -> dict[str, ThresholdCounts]:
+        return {"pr_curve": metrics["thresholds"].counts()}
+
+    def picture_rows(self, inputs: Tensor, target: Tensor, outputs: Tensor) -> list[Tensor]:
+        """Input, target mask, predicted probability."""
+        return [inputs.clamp(0, 1), target, outputs.sigmoid()]
+
+    def loss_stats(self) -> dict[str, Any]:
+        """Background and foreground pixel counts, 2 % foreground as in ``data=seg_imbalanced``."""
+        return {"class_counts": [980, 20]}
+
+    def loss_inputs(self) -> st.SearchStrategy[tuple[Tensor, Tensor]]:
+        """Images of 1x1 to 12x12 pixels; empty, full, one-pixel and random (10 %) masks."""
+        return _inputs()
+
+    def reference_batch(self, seed: int) -> tuple[Tensor, Tensor]:
+        """Two 16x16 masks of one random rectangle each; logits of a fresh model (std 0.5)."""
+        g = torch.Generator().manual_seed(seed)
+        mask = torch.zeros(2, 1, 16, 16)
+        for image, (top, left) in zip(mask, torch.randint(0, 8, (2, 2), generator=g), strict=True):
+            image[0, top : top + 6, left : left + 6] = 1.0
+        return torch.randn(2, 1, 16, 16, generator=g) * 0.5, mask
+
+
+@st.composite
+def _inputs(draw: st.DrawFn) -> tuple[Tensor, Tensor]:
+    shape = (draw(st.integers(1, 4)), 1, draw(st.integers(1, 12)), draw(st.integers(1, 12)))
+    x = draw(logits(shape))
+    kind = draw(st.sampled_from(MASKS))
+    mask = torch.zeros(shape, dtype=torch.float64)
+    if kind == "full":
+        mask.fill_(1.0)
+    elif kind == "one_pixel":
+        mask[0, 0, 0, 0] = 1.0
+    elif kind == "random":
+        mask = (torch.rand(shape, generator=draw(generators()), dtype=torch.float64) < 0.1).double()
+    return x, mask
