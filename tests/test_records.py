@@ -75,10 +75,11 @@ def test_seeds_of_a_variant_share_their_hparams(make_cfg):
 def test_metric_infos_name_the_run_scalars(make_cfg, tmp_path: Path):
     train(make_cfg("trainer.max_epochs=2"))
     events = read_events(tmp_path)
+    shared = ["loss", "dice", "iou", "precision", "recall", "pixel_ap", "pixel_auroc", "ece"]
     expected = [
-        f"{split}/{name}"
-        for split in ("val", "test")
-        for name in ("loss", "dice", "iou", "precision", "recall")
+        *(f"val/{name}" for name in [*shared, "dice@best", "iou@best", "threshold@best"]),
+        # the test applies the validation's threshold; it never picks one of its own
+        *(f"test/{name}" for name in [*shared, "dice@val_threshold", "iou@val_threshold"]),
     ]
     assert sorted(events["metric_tags"]) == sorted(expected)
     for tag in expected:

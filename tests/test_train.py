@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import read_events
 from nan_injection import NaNAtStep
 
@@ -115,3 +116,16 @@ def test_grad_norm_follows_lightning_cadence_and_every_incident(make_cfg, tmp_pa
     assert [step for step, _ in scalars["nonfinite/loss"]] == [2, NAN_STEP, 5]
     assert dict(scalars["nonfinite/loss"]) == {2: 0.0, NAN_STEP: 1.0, 5: 1.0}
     assert dict(scalars["nonfinite/first_step"])[NAN_STEP] == NAN_STEP
+
+
+def test_last_checkpoint_is_the_last_epoch_even_when_it_did_not_improve(make_cfg, tmp_path: Path):
+    # lr 0: no epoch improves on the first, so the best checkpoint stays at epoch 0; resume must
+    # still continue from the last epoch (Lightning's save_last skips epochs that did not improve)
+    train(make_cfg("trainer.max_epochs=3", "optimizer.lr=0.0"))
+    checkpoints = tmp_path / "checkpoints"
+    last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=False)
+    best = torch.load(checkpoints / "best.ckpt", map_location="cpu", weights_only=False)
+    steps_per_epoch = 4  # FAST_TRAINER's limit_train_batches
+    assert (last["epoch"], last["global_step"]) == (2, 3 * steps_per_epoch)
+    assert (best["epoch"], best["global_step"]) == (0, steps_per_epoch)
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["best.ckpt", "last.ckpt"]

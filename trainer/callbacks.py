@@ -1,5 +1,6 @@
 """Callbacks every run uses: the non-finite guard (with gradient norm), the task checkpoint, the
-picture grid, the embedding projector and the throughput meter."""
+picture grid, the task's figures and PR curves, the embedding projector and the throughput
+meter."""
 
 import json
 import time
@@ -12,8 +13,22 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch.optim import Optimizer
 from torchvision.utils import make_grid
 
+from trainer.figures import add_pr_curve
+
 KINDS = ("loss", "grad", "param")
 POLICIES = ("skip", "stop", "raise")
+
+
+def lightning_logs_this_step(trainer: L.Trainer) -> bool:
+    """Whether Lightning writes this training batch's step metrics to the loggers, asked before
+    the optimizer step: the public form of its logger connector's ``should_update_logs``.
+
+    Lightning writes when the batch's 1-based step is a multiple of ``log_every_n_steps``, or the
+    run is stopping. It counts batches that stepped, which with one optimizer is the global step;
+    before the step, this batch's 1-based step is ``global_step + 1``.
+    """
+    every = trainer.log_every_n_steps
+    return every > 0 and ((trainer.global_step + 1) % every == 0 or trainer.should_stop)
 
 
 class NonFiniteError(RuntimeError):
@@ -75,9 +90,15 @@ class NonFiniteGuard(L.Callback):
             self._handle(trainer, optimizer, bad)
         else:
             self.consecutive = 0
-        if bad or trainer._logger_connector.should_update_logs:
+        if lightning_logs_this_step(trainer):
             pl_module.log("train/grad_norm", grad_norm.float(), on_step=True, on_epoch=False)
             pl_module.log_dict(self.logged_counts(), on_step=True, on_epoch=False)
+        elif bad:
+            # off Lightning's logging cadence a value given to `log` is never written: every
+            # incident goes straight to the loggers, at the step Lightning gives this batch
+            values = {"train/grad_norm": float(grad_norm), **self.logged_counts()}
+            for logger in trainer.loggers:
+                logger.log_metrics(values, step=trainer.global_step)
 
     def logged_counts(self) -> dict[str, float]:
         counts = {f"nonfinite/{kind}": float(n) for kind, n in self.counts.items()}
@@ -177,6 +198,48 @@ class PictureGrid(L.Callback):
         grid = make_grid(torch.cat([r.float() for r in rows]), nrow=len(inputs), pad_value=1.0)
         for logger in loggers:
             logger.experiment.add_image("val/pictures", grid, trainer.global_step)
+
+
+class TaskFigures(L.Callback):
+    """The task's pictures (``task.figures``: confusion matrix, reliability diagram, regression
+    scatter) and PR curves (``task.pr_curves``) to TensorBoard as ``<split>/<name>``, for the
+    validation split every ``every_n_epochs`` epochs (after the epoch's validation) and for the
+    test split.
+
+    They come from the split's metric states after the module computed them: the ``on_*_end``
+    hooks run after the module's epoch end, and the module resets the states only when the next
+    epoch starts. The PR counts are summed across processes, so every process asks for them;
+    only process zero draws and writes. Nothing without a TensorBoard logger.
+    """
+
+    def __init__(self, every_n_epochs: int = 1) -> None:
+        if not isinstance(every_n_epochs, int) or every_n_epochs < 1:
+            raise ValueError(
+                f"TaskFigures: expected every_n_epochs a positive int, got {every_n_epochs!r}"
+            )
+        self.every_n_epochs = every_n_epochs
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._log(trainer, pl_module, "val")
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._log(trainer, pl_module, "test")
+
+    def _log(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> None:
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        if not loggers:
+            return
+        task, metrics = pl_module.task, getattr(pl_module, f"{split}_metrics")
+        curves = task.pr_curves(metrics)
+        if not trainer.is_global_zero:
+            return
+        figures = task.figures(metrics)
+        for logger in loggers:
+            for name, counts in curves.items():
+                add_pr_curve(logger.experiment, f"{split}/{name}", counts, trainer.global_step)
+            for name, figure in figures.items():
+                logger.experiment.add_figure(f"{split}/{name}", figure, trainer.global_step)
 
 
 class EmbeddingProjector(L.Callback):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -24,8 +25,8 @@ log = logging.getLogger(__name__)
 
 # Overrides that change how a run is carried out, not which variant it is. The seed stays out so
 # that TensorBoard puts a variant's seeds into one session group.
-NOT_A_VARIANT = ("seed", "resume", "ckpt_path", "trainer.enable_progress_bar")
-NOT_A_VARIANT_PREFIXES = ("hydra.", "paths.")
+NOT_A_VARIANT = ("seed", "resume", "ckpt_path", "trainer.enable_progress_bar", "skip_test")
+NOT_A_VARIANT_PREFIXES = ("hydra.", "paths.", "callbacks.median_stop.")
 
 
 def _plain(value: Any) -> bool | int | float | str:
@@ -73,8 +74,12 @@ def metric_tags(task: Task) -> list[str]:
     """
     metrics = task.metrics()
     task.update(metrics, *task.reference_batch(seed=0))
-    names = sorted(task.scalars(metrics.compute()))
-    return [f"{split}/{name}" for split in ("val", "test") for name in ("loss", *names)]
+    computed = metrics.compute()
+    chosen = {name: torch.tensor(value) for name, value in task.validation_choices().items()}
+    names = {"val": task.scalars(computed), "test": task.test_scalars(metrics, computed, chosen)}
+    return [
+        f"{split}/{name}" for split, found in names.items() for name in ("loss", *sorted(found))
+    ]
 
 
 @rank_zero_only
