@@ -2,12 +2,12 @@
 
 python train.py loss=focal
 python train.py -m loss=focal loss.gamma=0,1,2,5 loss.alpha=0.25,0.5
+python train.py -m hparams_search=focal search.n_trials=20
 tensorboard --logdir outputs
 """
 
 import logging
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -18,12 +18,24 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from trainer.cli import one_line, unknown_choice, unwritable_output
+from trainer.cli import command_line_error, one_line
 from trainer.config import instantiate_with_data, register_resolvers, weights_to_test
 from trainer.module import LossExperiment
 from trainer.preflight import check_run, preflight
-from trainer.records import final_metrics, flat_hparams, log_final_hparams, recorded_status
+from trainer.records import (
+    build_loggers,
+    final_metrics,
+    log_end,
+    log_start,
+    metric_tags,
+    recorded_status,
+    selection,
+    task_record,
+    tolerate_logger_failures,
+    variant_hparams,
+)
 from trainer.tasks import build_task
+from trainer.tuning import objective
 
 register_resolvers()
 log = logging.getLogger(__name__)
@@ -35,29 +47,37 @@ def train(cfg: DictConfig) -> dict[str, float]:
     with recorded_status(output_dir) as status:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule = instantiate(cfg.data)
+        task = build_task(datamodule)
+        status.update(task_record(task, cfg.test_ckpt))
         check_run(cfg, choices.loss, choices.data, datamodule.task)
-        loss = instantiate_with_data(cfg.loss, datamodule.data_stats)
+        # the model first, from the seed alone: a loss that draws random numbers when it is
+        # built must not change the initial weights its variants share
         model = instantiate_with_data(cfg.model, datamodule.model_inputs)
+        loss = instantiate_with_data(cfg.loss, datamodule.data_stats)
         module = LossExperiment(
             model,
             loss,
-            build_task(datamodule),
+            task,
             instantiate(cfg.optimizer),
             instantiate(cfg.scheduler),
             logit_scale=cfg.logit_scale,
         )
         preflight(module, datamodule)
         callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
-        loggers = [instantiate(c) for c in cfg.logger.values() if c is not None]
+        loggers = build_loggers(cfg.logger)
+        tolerate_logger_failures(loggers, status.warn)
+        # before fit: a killed or still running job shows its hyperparameters too
+        hparams = variant_hparams(cfg, choices, HydraConfig.get().overrides.task)
+        log_start(loggers, hparams, metric_tags(task), status.warn)
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
 
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-        metrics = final_metrics(trainer)  # the test loop resets what fit logged: take it first
-        trainer.test(
-            module, datamodule=datamodule, ckpt_path=weights_to_test(trainer, cfg.test_ckpt)
-        )
-        metrics |= final_metrics(trainer)
-        log_final_hparams(trainer, flat_hparams(cfg, choices), metrics)
+        fit_metrics = final_metrics(trainer)  # the test loop resets what fit logged: take it first
+        tested = weights_to_test(trainer, cfg.test_ckpt)
+        if not cfg.skip_test:  # search trials: the test split never guides a search
+            trainer.test(module, datamodule=datamodule, ckpt_path=tested)
+        metrics = fit_metrics | final_metrics(trainer)
+        log_end(trainer, metrics, status.warn)
         stop_reason = next(
             (c.stop_reason for c in callbacks if getattr(c, "stop_reason", None)), None
         )
@@ -65,31 +85,33 @@ def train(cfg: DictConfig) -> dict[str, float]:
             status="stopped" if stop_reason else "completed",
             stop_reason=stop_reason,
             metrics=metrics,
+            selection=selection(trainer, task, tested, fit_metrics),
         )
     log.info("run dir: %s", output_dir)
     return metrics
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    """The run's objective: the validation value of its ranking metric for the checkpoint it
+    tests (or would test, with ``skip_test``), which searches maximise or minimise; None when
+    the run failed."""
     try:
         train(cfg)
     except Exception as error:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             # one failed job must not cost the sweep its other jobs: status.json holds the
-            # error, and the comparison report lists the failure
+            # error, and the comparison report (or the search) lists the failure
             log.exception("job failed; the sweep goes on")
-            return
+            return None
         message = one_line(error)
         if message is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         sys.exit(f"train.py: {message}")
+    return objective(Path(cfg.paths.output_dir))
 
 
 if __name__ == "__main__":
-    # Hydra's override grammar reads `nan` as a float, so `debug=nan` would never select
-    # conf/debug/nan.yaml: quote it before Hydra parses the command line.
-    sys.argv = [re.sub(r"^([+~]?debug)=nan$", r"\1='nan'", arg) for arg in sys.argv]
-    if message := unknown_choice(sys.argv[1:]) or unwritable_output(sys.argv[1:]):
+    if message := command_line_error(sys.argv[1:]):
         sys.exit(f"train.py: {message}")
     main()

@@ -33,7 +33,7 @@ def _curve(fn, xs: torch.Tensor) -> tuple[list[float], list[float]]:
         x = x.clone().requires_grad_(True)
         loss = fn(x)
         (grad,) = torch.autograd.grad(loss, x)
-        values.append(float(loss))
+        values.append(float(loss.detach()))
         grads.append(float(grad))
     return values, grads
 

@@ -37,12 +37,9 @@ def test_focal_sweep_runs_six_jobs_in_readable_dirs(tmp_path: Path):
         f"hydra.sweep.dir={tmp_path}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
-    assert runs == sorted(
-        f"focal-gamma={g}-alpha={a}-debug=quick-trainer.enable_progress_bar=False"
-        for g in (0, 1, 2)
-        for a in (0.25, 0.5)
-    )
+    runs = sorted(p.name for p in tmp_path.iterdir() if p.is_dir() and p.name != "_variants")
+    # only what varies between the jobs names them: no debug=quick, no progress-bar setting
+    assert runs == sorted(f"focal-gamma={g}-alpha={a}" for g in (0, 1, 2) for a in (0.25, 0.5))
     for name in runs:
         run = tmp_path / name
         assert list(run.glob("events.out.tfevents.*")), name
@@ -108,7 +105,7 @@ def test_a_choice_sweep_of_losses_runs_each(tmp_path: Path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     for loss in ("bce", "dice"):
-        (run,) = tmp_path.glob(f"{loss}-*")
+        run = tmp_path / loss
         assert json.loads((run / "status.json").read_text())["status"] == "completed"
 
 

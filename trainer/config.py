@@ -84,6 +84,10 @@ def check_loss_fits(loss_name: str, loss_cfg: DictConfig, data_name: str, task: 
         )
 
 
+# overrides that do not change what a run trains (or, for the loss, lead the name already)
+RUN_NAME_SKIPS = ("loss", "suite", "resume", "ckpt_path", "dry_run")
+
+
 def run_name(loss: str, overrides: list[str] | ListConfig) -> str:
     """``focal-gamma=2-alpha=0.25-seed=1``: the loss, then the job's overrides, ``loss.`` dropped.
 
@@ -95,7 +99,7 @@ def run_name(loss: str, overrides: list[str] | ListConfig) -> str:
     parts = [loss]
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
-        if key in ("loss", "suite", "resume", "ckpt_path") or key.startswith(("hydra.", "paths.")):
+        if key in RUN_NAME_SKIPS or key.startswith(("hydra.", "paths.")):
             continue
         parts.append(override.lstrip("+~").removeprefix("loss."))
     return re.sub(r"[^\w=.,+-]+", "_", "-".join(parts))[:200]

@@ -1,39 +1,444 @@
-"""The suite sweeper: ``python train.py -m suite=seg_imbalance`` runs every loss variant of a suite.
+"""The suite sweeper: suites (``-m suite=seg_imbalance``), globs that keep to the task, dry runs,
+staged selection, searches and tuned suites.
 
 Hydra's basic sweeper takes one cartesian product of the command line, so CE and a grid of focal
 settings cannot share one command (``-m loss=ce,focal loss.gamma=0,2`` fails on ``ce``). A suite
 config (``conf/suite/*.yaml``) lists variants, each a list of overrides with its own grid, plus
-the seeds; this sweeper expands each variant's grid separately and launches the union through the
-configured launcher (basic, joblib, submitit). Without ``suite=...`` it is the basic sweeper.
+the training seeds; this sweeper expands each variant's grid separately and launches the union
+through the configured launcher (basic, joblib, submitit). Without ``suite=...`` it sweeps what
+the basic sweeper sweeps, with these additions:
+
+- a ``glob()`` over ``loss`` or ``data`` skips the jobs whose loss does not fit the data's task,
+  one log line each (``-m 'loss=glob(*)' data=regression`` runs the regression losses). A loss
+  named explicitly (``loss=ce,dice``) is never skipped: a misfit fails as its own job with the
+  one-line reason, and the comparison report lists it.
+- ``dry_run=true`` prints every job's overrides and the count, and launches nothing.
+- each job's directory (``hydra.sweep.subdir``) is named by the loss and the overrides that vary
+  between the sweep's jobs, not by those every job shares (``debug=quick``): only the sweeper
+  sees them all. A name that would repeat gets the job's number.
+
+Three sweeps run in stages, each stage through ``self.launcher.launch``, each decision read from
+the finished jobs' ``status.json`` (so any launcher works):
+
+- a suite with ``select: [optimizer.lr]`` runs each variant's grid of the selected keys on the
+  suite's first seed, then only the value with the best validation value of the tested
+  checkpoint (``selection.value``, in the task's direction) on the other seeds;
+- ``hparams_search=LOSS`` runs a seeded TPE search (``search.n_trials`` trials; see
+  ``trainer/tuning.py``) and writes ``optimization_results.yaml`` into the sweep dir;
+- ``suite=NAME tune=true`` runs such a search per variant, with the same number of trials, on
+  ``search.trial_seed`` and a shortened budget with median pruning, under ``_search/<variant>/``;
+  then each variant's best configuration at the full budget on the suite's seeds.
 """
 
-from collections import OrderedDict
+import logging
+import math
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override
+from hydra.core.override_parser.types import Override, ValueType
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+
+from trainer import tuning
+from trainer.config import declared_tasks, run_name
+from trainer.tasks import TASKS
+
+log = logging.getLogger(__name__)
+
+# groups whose glob() keeps to the jobs that can train: a loss must fit the data's task
+FIT_CHECKED_GROUPS = {"loss", "data"}
+
+
+def override_key(override: str) -> str:
+    """``dry_run`` for ``dry_run=True`` or ``+dry_run=True``."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def without(job: Sequence[str], keys: set[str]) -> list[str]:
+    return [o for o in job if override_key(o) not in keys]
+
+
+def quoted(value: str) -> str:
+    """A value for an override, as a quoted string: ``=`` and ``,`` would read as syntax."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 class SuiteSweeper(BasicSweeper):
+    """Hydra's basic sweeper, plus suites, task-fitting globs, dry runs and staged sweeps.
+
+    Hydra has no public sweeper to build on, so this subclasses its internal ``BasicSweeper`` and
+    relies on: ``BasicSweeper.split_arguments(overrides, max_batch_size)``, static, returning
+    batches of override-string lists; and the ``config``, ``hydra_context`` and ``launcher``
+    that ``setup`` stores. ``sweep`` is its own (it launches in stages), through
+    ``self.split_arguments``. ``tests/test_sweeper_pin.py`` fails, saying which, when a Hydra
+    upgrade changes any of them.
+    """
+
+    def sweep(self, arguments: list[str]) -> Any:
+        params = self.config.hydra.sweeper.get("params") or {}
+        overrides = self.parser().parse_overrides(
+            [*(f"{key}={value}" for key, value in params.items()), *arguments]
+        )
+        self.next_job = 0
+        self.names_taken: Counter[str] = Counter()
+        suite = self.config.get("suite")
+        in_suite = suite and any(o.key_or_group == "suite" for o in overrides)
+        if self.config.get("hparams_search"):
+            return self.search(overrides)
+        if in_suite and self.config.get("tune", False):
+            return self.tuned_suite(suite, overrides)
+        if in_suite and suite.get("select"):
+            return self.staged_suite(suite, overrides)
+        jobs = [job for batch in self.split_arguments(overrides, None) for job in batch]
+        if self.dry_run(jobs):
+            return []
+        return self.launch(jobs)[1]
+
+    # --- expansion -----------------------------------------------------------------------
+
     def split_arguments(
         self, overrides: list[Override], max_batch_size: int | None
     ) -> list[list[list[str]]]:
-        suite = self.config.get("suite") if self.config is not None else None
-        if not suite or not any(o.get_key_element() == "suite" for o in overrides):
-            return BasicSweeper.split_arguments(overrides, max_batch_size)
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        given = {o.get_key_element() for o in overrides}
-        seeds = [] if "seed" in given else [f"seed={','.join(str(s) for s in suite.seeds)}"]
-        jobs = []
-        for variant in suite.variants:
-            # the command line wins over the suite: `trainer.max_epochs=1` shortens every job
-            extra = [
-                o
-                for o in parser.parse_overrides([*variant, *seeds])
-                if o.get_key_element() not in given
-            ]
-            by_key = OrderedDict((o.get_key_element(), o) for o in [*extra, *overrides])
-            (variant_jobs,) = BasicSweeper.split_arguments(list(by_key.values()), None)
-            jobs += variant_jobs
-        size = max_batch_size if max_batch_size and max_batch_size > 0 else len(jobs)
+        suite = self.config.get("suite")
+        if suite and any(o.key_or_group == "suite" for o in overrides):
+            jobs = self.suite_jobs(suite, overrides)
+        else:
+            jobs = self.grid(overrides)
+        size = max_batch_size if max_batch_size and max_batch_size > 0 else max(len(jobs), 1)
         return [jobs[i : i + size] for i in range(0, len(jobs), size)]
+
+    def parser(self) -> OverridesParser:
+        # with the config loader, glob() lists the group options the run's search path holds
+        return OverridesParser.create(config_loader=self.hydra_context.config_loader)
+
+    def suite_jobs(self, suite: DictConfig, overrides: list[Override]) -> list[list[str]]:
+        """Each variant's grid (with the suite's seeds), one after the other."""
+        return [
+            job
+            for variant in suite.variants
+            for job in self.grid(self.variant_overrides(suite, variant, overrides, suite.seeds))
+        ]
+
+    def variant_overrides(
+        self,
+        suite: DictConfig,
+        variant: Sequence[str],
+        overrides: list[Override],
+        seeds: Sequence[int],
+    ) -> list[Override]:
+        """One variant's overrides: the suite's ``grid`` (a variant's own key wins), the variant,
+        the seeds, then the command line, which wins over the suite (``trainer.max_epochs=1``
+        shortens every job, ``seed=7`` replaces the suite's seeds)."""
+        given = {o.get_key_element() for o in overrides}
+        own = {override_key(o) for o in variant}
+        suite_grid = [o for o in suite.get("grid") or [] if override_key(o) not in own]
+        seed_sweep = [] if "seed" in given else [f"seed={','.join(str(s) for s in seeds)}"]
+        extra = [
+            o
+            for o in self.parser().parse_overrides([*variant, *suite_grid, *seed_sweep])
+            if o.get_key_element() not in given
+        ]
+        return list({o.get_key_element(): o for o in [*extra, *overrides]}.values())
+
+    def grid(self, overrides: list[Override]) -> list[list[str]]:
+        """The cartesian product, as the basic sweeper makes it, less the jobs a glob over
+        ``loss`` or ``data`` drew that cannot train."""
+        (jobs,) = BasicSweeper.split_arguments(overrides, None)
+        globbed = {o.key_or_group for o in overrides if o.value_type == ValueType.GLOB_CHOICE_SWEEP}
+        if not globbed & FIT_CHECKED_GROUPS:
+            return jobs
+        return [job for job in jobs if self.loss_fits_data(job)]
+
+    def job_config(self, job: Sequence[str]) -> DictConfig:
+        """The job's config, composed as the launcher will compose it."""
+        return self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
+
+    def loss_fits_data(self, job: list[str]) -> bool:
+        """Whether the job's loss declares its data's task (the data class's ``task``)."""
+        cfg = self.job_config(job)
+        task = get_class(cfg.data._target_).task
+        if task in declared_tasks(cfg.loss):
+            return True
+        choices = cfg.hydra.runtime.choices
+        log.info(
+            "skipped loss=%s: it does not fit data=%s (task %s)", choices.loss, choices.data, task
+        )
+        return False
+
+    # --- launching -----------------------------------------------------------------------
+
+    def dry_run(self, jobs: list[list[str]], count: str | None = None) -> bool:
+        """With ``dry_run=true``: print the jobs, then ``count`` (default: how many)."""
+        if not self.config.get("dry_run", False):
+            return False
+        for job in jobs:
+            print(" ".join(o for o in job if override_key(o) != "dry_run"))
+        print(f"{count or f'{len(jobs)} jobs'} (dry run: nothing trained)")
+        return True
+
+    def subdir_names(self, jobs: list[list[str]], basis: list[list[str]]) -> list[str]:
+        """Each job's directory name: its loss, then its overrides whose value differs between
+        the jobs of ``basis`` (the whole sweep, the stages still to come included)."""
+        tables = [{override_key(o): o for o in job} for job in basis]
+        keys = dict.fromkeys(k for table in tables for k in table)
+        varying = {k for k in keys if len({table.get(k) for table in tables}) > 1}
+        default_loss = self.config.hydra.runtime.choices.get("loss")
+        names = []
+        for job in jobs:
+            loss = next((o.split("=", 1)[1] for o in job if override_key(o) == "loss"), None)
+            names.append(
+                run_name(loss or default_loss, [o for o in job if override_key(o) in varying])
+            )
+        return names
+
+    def launch(
+        self,
+        jobs: list[list[str]],
+        basis: list[list[str]] | None = None,
+        names: list[str] | None = None,
+    ) -> tuple[list[Path], list[Any]]:
+        """Launch ``jobs`` in batches of ``max_batch_size``, each in its own subdir: ``names``, or
+        named after what varies in ``basis`` (default: ``jobs``); a name an earlier job of the
+        sweep took gets the job's number. Returns the run dirs and the launcher's returns."""
+        # a subdir from the command line is the user's to name, but for the sweeper's own
+        # (trials, retrained winners), which it reads back
+        named = names is not None or not any(
+            override_key(o) == "hydra.sweep.subdir" for o in self.config.hydra.overrides.hydra
+        )
+        names = names or self.subdir_names(jobs, basis or jobs)
+        if self.next_job == 0:  # as Hydra's own sweeper: the sweep's config beside its runs
+            sweep_dir = Path(self.config.hydra.sweep.dir)
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        dirs, returns = [], []
+        size = self.max_batch_size if self.max_batch_size else max(len(jobs), 1)
+        for start in range(0, len(jobs), size):
+            batch = [list(job) for job in jobs[start : start + size]]
+            for number, (job, name) in enumerate(
+                zip(batch, names[start : start + size], strict=True), self.next_job
+            ):
+                self.names_taken[name] += 1
+                unique = name if self.names_taken[name] == 1 else f"{name}-job={number}"
+                job += [f"hydra.sweep.subdir={quoted(unique)}"] if named else []
+            self.validate_batch_is_legal(batch)
+            results = self.launcher.launch(batch, initial_job_idx=self.next_job)
+            self.next_job += len(batch)
+            for result in results:
+                _ = result.return_value  # a job that raised fails the sweep, as in Hydra's own
+                dirs.append(Path(result.hydra_cfg.hydra.runtime.output_dir))
+            returns.append(results)
+        return dirs, returns
+
+    # --- staged selection ----------------------------------------------------------------
+
+    def staged_suite(self, suite: DictConfig, overrides: list[Override]) -> list[Any]:
+        """``select``: each variant's grid on the first seed, then the chosen values of the
+        selected keys on the other seeds."""
+        select = {str(key) for key in suite.select}
+        given = {o.get_key_element() for o in overrides}
+        seeds = [] if "seed" in given else list(suite.seeds)
+        first = seeds[:1]
+        stage_one = [
+            job
+            for variant in suite.variants
+            for job in self.grid(self.variant_overrides(suite, variant, overrides, first))
+        ]
+        basis = [
+            [*without(job, {"seed"}), f"seed={seed}"] for job in stage_one for seed in seeds
+        ] or stage_one
+        groups = {tuple(without(job, select | {"seed"})) for job in stage_one}
+        count = f"{len(stage_one)} jobs, then the chosen {', '.join(sorted(select))} of each of "
+        count += f"the {len(groups)} variants on seeds {seeds[1:]}: {len(groups) * len(seeds[1:])}"
+        if self.dry_run(stage_one, count if seeds[1:] else None):
+            return []
+        dirs, returns = self.launch(stage_one, basis)
+        command_line = self.as_strings(overrides)
+        stage_two = []
+        for group, chosen in self.choose(stage_one, dirs, select).items():
+            variant = " ".join(o for o in group if o not in command_line)
+            if chosen is None:
+                log.warning("select: %s: no run has a validation value; none goes on", variant)
+                continue
+            values = " ".join(o for o in chosen if override_key(o) in select)
+            log.info("select: %s: %s, on seeds %s", variant, values, seeds[1:])
+            stage_two += [[*without(chosen, {"seed"}), f"seed={seed}"] for seed in seeds[1:]]
+        return returns + self.launch(stage_two, basis)[1]
+
+    @staticmethod
+    def choose(
+        jobs: list[list[str]], dirs: list[Path], select: set[str]
+    ) -> dict[tuple[str, ...], list[str] | None]:
+        """Per variant (the job's overrides but the selected keys and the seed), the job with the
+        best ``selection.value`` in its task's direction (None: no job has one)."""
+        best: dict[tuple[str, ...], tuple[float, list[str]] | None] = {}
+        for job, run_dir in zip(jobs, dirs, strict=True):
+            group = tuple(without(job, select | {"seed"}))
+            best.setdefault(group, None)
+            result = tuning.read_trial(run_dir)
+            if result.value is None:
+                continue
+            sign = 1 if tuning.read_mode(run_dir) == "max" else -1
+            if best[group] is None or sign * result.value > best[group][0]:
+                best[group] = (sign * result.value, job)
+        return {group: None if entry is None else entry[1] for group, entry in best.items()}
+
+    # --- searches ------------------------------------------------------------------------
+
+    def direction(self, job: Sequence[str]) -> str:
+        """``maximize`` or ``minimize``: the job's task's direction, from its data class."""
+        task = get_class(self.job_config(job).data._target_).task
+        return "maximize" if TASKS[task].mode == "max" else "minimize"
+
+    def trial_overrides(
+        self, run_dir: Path, median: list[float] | None, settings: DictConfig
+    ) -> list[str]:
+        """What makes a run a trial: no test, and the median stop with the completed trials'
+        per-epoch median (none yet: it only records the curve). The run dir is spelled out: an
+        interpolation in an override would be resolved wherever ``overrides.yaml`` is read."""
+        values = "null" if median is None else "[" + ",".join(repr(m) for m in median) + "]"
+        return [
+            "skip_test=true",
+            "+callbacks.median_stop._target_=trainer.tuning.MedianStop",
+            f"+callbacks.median_stop.dirpath={quoted(str(run_dir))}",
+            f"+callbacks.median_stop.median={values}",
+            f"+callbacks.median_stop.warmup_epochs={settings.warmup_epochs}",
+        ]
+
+    def run_search(
+        self,
+        name: str,
+        base: list[str],
+        space: dict[str, DictConfig],
+        folder: str,
+    ) -> tuning.Search:
+        """A search of ``search.n_trials`` trials over ``space`` from the job ``base``; trial
+        ``N`` runs in ``<folder>/trial=N``."""
+        settings = self.config.search
+        search = tuning.Search(
+            name=name,
+            space=space,
+            direction=self.direction(base),
+            n_trials=int(settings.n_trials),
+            sampler_seed=int(settings.sampler_seed),
+            startup_trials=int(settings.startup_trials),
+        )
+
+        def launch_trial(number: int, values: list[str], median: list[float] | None) -> Path:
+            subdir = f"{folder}/trial={number:03d}" if folder else f"trial={number:03d}"
+            job = [*without(base, {override_key(v) for v in values}), *values]
+            job += self.trial_overrides(
+                Path(self.config.hydra.sweep.dir) / subdir, median, settings
+            )
+            log.info("%s: trial %d: %s", name, number, " ".join(values))
+            (run_dir,), _ = self.launch([job], names=[subdir])
+            return run_dir
+
+        search.run(launch_trial)
+        return search
+
+    def search(self, overrides: list[Override]) -> list[Any]:
+        """``hparams_search=LOSS``: one search from the command line's job."""
+        (jobs,) = BasicSweeper.split_arguments(overrides, None)
+        if len(jobs) != 1:
+            raise ValueError(
+                "hparams_search: the search picks the values; the command line may not sweep "
+                f"({len(jobs)} jobs)"
+            )
+        space = tuning.space_of(self.config.hparams_search.get("space"))
+        name = self.config.hydra.runtime.choices.get("hparams_search")
+        if self.dry_run(jobs, f"{self.config.search.n_trials} trials over {', '.join(space)}"):
+            return []
+        search = self.run_search(name, jobs[0], space, "")
+        results_path = Path(self.config.hydra.sweep.dir) / tuning.RESULTS_FILE
+        tuning.write_results(results_path, search.results())
+        log.info("search %s: best %s: %s", name, search.best_values(), results_path)
+        return []
+
+    # --- tuned suites --------------------------------------------------------------------
+
+    def variant_space(
+        self, variant: Sequence[str], base: list[str]
+    ) -> tuple[dict[str, DictConfig], list[str]]:
+        """The variant's search space: its loss's ``conf/hparams_search/<loss>.yaml`` (the
+        learning rate alone where the loss has none), less the keys the variant fixes; and
+        those fixed keys."""
+        loss = self.job_config(base).hydra.runtime.choices.loss
+        options = self.hydra_context.config_loader.get_group_options("hparams_search")
+        chosen = loss if loss in options else "lr"
+        space = tuning.space_of(self.job_config([f"hparams_search={chosen}"]).hparams_search.space)
+        fixed = [
+            o
+            for o in self.parser().parse_overrides(list(variant))
+            if not o.is_sweep_override() and o.get_key_element() in space
+        ]
+        for override in fixed:
+            del space[override.get_key_element()]
+        return space, [f"{o.get_key_element()}={o.get_value_element_as_str()}" for o in fixed]
+
+    def tuned_suite(self, suite: DictConfig, overrides: list[Override]) -> list[Any]:
+        """``tune=true``: per variant, a search over its space on ``search.trial_seed`` with a
+        shortened budget; then each variant's best on the suite's seeds at the full budget."""
+        settings = self.config.search
+        max_epochs = int(self.config.trainer.max_epochs)
+        trial_epochs = max(1, math.ceil(max_epochs * float(settings.budget_share)))
+        command_line = self.as_strings(overrides)
+        searches = []  # (variant name, base job, space, fixed keys)
+        for variant in suite.variants:
+            probe = self.variant_overrides(suite, variant, overrides, [settings.trial_seed])
+            probe_space, _ = self.variant_space(variant, self.grid(probe)[0])
+            # the variant's grids over its space's keys (the suite's LR grid too) give way to the
+            # search; its other grids (triplet's mining) remain variants, a search each
+            kept = [
+                o
+                for o in probe
+                if not (o.is_sweep_override() and o.get_key_element() in probe_space)
+            ]
+            for base in self.grid(kept):
+                space, fixed = self.variant_space(variant, base)
+                loss = self.job_config(base).hydra.runtime.choices.loss
+                apart = [o for o in without(base, {"seed", *space}) if o not in command_line]
+                name = run_name(loss, apart)
+                searches.append((name, base, space, fixed))
+        # the cost in epochs, before pruning saves some, against the suite without tuning
+        trials = len(searches) * int(settings.n_trials)
+        retrains = len(searches) * len(suite.seeds)
+        epochs = trials * trial_epochs + retrains * max_epochs
+        plain = len(self.suite_jobs(suite, overrides)) * max_epochs
+        count = (
+            f"{len(searches)} searches of {settings.n_trials} trials ({trials} trials of "
+            f"{trial_epochs} epochs, median-pruned), then each best on seeds "
+            f"{list(suite.seeds)}: {retrains} jobs of {max_epochs}; at most {epochs} epochs, "
+            f"{epochs / plain:.1f}x the {plain} of the suite untuned"
+        )
+        if self.dry_run([base for _, base, _, _ in searches], count):
+            return []
+        finals, final_names = [], []
+        for name, base, space, fixed in searches:
+            shortened = [
+                *without(base, {"trainer.max_epochs"}),
+                f"trainer.max_epochs={trial_epochs}",
+            ]
+            search = self.run_search(name, shortened, space, f"{tuning.SEARCH_DIR}/{name}")
+            tuning.write_results(
+                Path(self.config.hydra.sweep.dir) / tuning.SEARCH_DIR / name / tuning.RESULTS_FILE,
+                search.results(fixed),
+            )
+            if search.best is None:
+                log.warning("tune: %s: no trial completed; the variant is not retrained", name)
+                continue
+            best = tuning.as_overrides(search.best_values())
+            log.info("tune: %s: best %s (validation %.4g)", name, best, search.best.value)
+            retrain = [*without(base, {"seed", *space}), *best]
+            for seed in suite.seeds:
+                finals.append([*retrain, f"seed={seed}"])
+                final_names.append(run_name(name, [f"seed={seed}"]))
+        return self.launch(finals, names=final_names)[1]
+
+    @staticmethod
+    def as_strings(overrides: list[Override]) -> set[str]:
+        """The command line's own overrides, as strings: in every job, so in no variant name."""
+        return {f"{o.get_key_element()}={o.get_value_element_as_str()}" for o in overrides}

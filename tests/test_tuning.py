@@ -1,0 +1,318 @@
+"""Searches on validation: spaces (conditional ones included), the median stop, ask-and-tell with
+pruned and failed trials, ``hparams_search=LOSS`` end to end and a tuned suite."""
+
+import csv
+import json
+import math
+import statistics
+from pathlib import Path
+from types import SimpleNamespace
+
+import optuna
+import pytest
+import torch
+from omegaconf import OmegaConf
+from test_staged_select import TINY_REGRESSION
+from test_sweep import ROOT, run_train
+
+from trainer import tuning
+
+TINY_SEGMENTATION = [
+    "debug=quick",
+    "trainer.enable_progress_bar=false",
+    "data.n_train=64",
+    "data.n_val=32",
+    "data.n_test=32",
+    "data.image_size=32",
+    "model.width=8",
+]
+
+
+def focal_space() -> dict:
+    cfg = OmegaConf.load(ROOT / "conf" / "hparams_search" / "focal.yaml")
+    return tuning.space_of(cfg.hparams_search.space)
+
+
+def test_focal_alpha_is_a_range_or_null_drawn_only_when_on():
+    space = focal_space()
+    assert set(space) == {"loss.gamma", "loss.alpha"}  # the LR comes through the defaults
+    off = optuna.trial.FixedTrial({"loss.gamma": 2.0, "loss.alpha is null": True})
+    assert tuning.suggest(off, space) == {"loss.gamma": 2.0, "loss.alpha": None}
+    on = optuna.trial.FixedTrial(
+        {"loss.gamma": 1.0, "loss.alpha is null": False, "loss.alpha": 0.3}
+    )
+    assert tuning.suggest(on, space) == {"loss.gamma": 1.0, "loss.alpha": 0.3}
+    assert tuning.as_overrides({"loss.gamma": 1.0, "loss.alpha": None}) == [
+        "loss.gamma=1.0",
+        "loss.alpha=null",
+    ]
+
+
+def test_a_parameter_with_when_is_drawn_only_under_its_condition():
+    cfg = OmegaConf.load(ROOT / "conf" / "hparams_search" / "class_weighted_ce.yaml")
+    space = tuning.space_of(cfg.hparams_search.space)
+    log_scheme = optuna.trial.FixedTrial({"loss.scheme": "log"})
+    assert tuning.suggest(log_scheme, space) == {"loss.scheme": "log"}
+    effective = optuna.trial.FixedTrial({"loss.scheme": "effective", "loss.beta": 0.99})
+    assert tuning.suggest(effective, space) == {"loss.scheme": "effective", "loss.beta": 0.99}
+
+
+def test_every_named_loss_has_a_space_that_composes_with_the_learning_rate(make_cfg):
+    for loss in ("focal", "tversky", "huber", "smooth_l1", "class_weighted_ce", "dice", "triplet"):
+        cfg = make_cfg(f"hparams_search={loss}", tiny=False)
+        space = tuning.space_of(cfg.hparams_search.space)
+        assert space["optimizer.lr"].log and "loss" in {k.split(".")[0] for k in space}, loss
+        assert cfg.hydra.runtime.choices.loss == loss
+        for key in space:  # every searched key exists in the loss's or optimizer's config
+            assert OmegaConf.select(cfg, key, default="absent") != "absent", (loss, key)
+
+
+def test_edge_warnings_on_linear_and_log_ranges():
+    space = tuning.space_of(
+        OmegaConf.create(
+            {"a": {"low": 0.0, "high": 10.0}, "lr": {"low": 1e-4, "high": 1e-2, "log": True}}
+        )
+    )
+    # 0.4 is within 5 % of [0, 10]; on the log range, 1.2e-4 is 4 % of the way up, 5e-4 is 35 %
+    assert [w.split("=")[0] for w in tuning.at_edge(space, {"a": 0.4, "lr": 1.2e-4})] == ["a", "lr"]
+    assert tuning.at_edge(space, {"a": 5.0, "lr": 5e-4}) == []
+    assert tuning.at_edge(space, {"a": 9.6, "lr": 9.5e-3})[0].startswith("a=9.6 is at the edge")
+
+
+def validation_epoch(stop: tuning.MedianStop, value: float, mode: str = "min") -> bool:
+    trainer = SimpleNamespace(
+        sanity_checking=False, callback_metrics={"val/mae": torch.tensor(value)}, should_stop=False
+    )
+    module = SimpleNamespace(task=SimpleNamespace(monitor="mae", mode=mode))
+    stop.on_validation_end(trainer, module)
+    return trainer.should_stop
+
+
+def test_the_median_stop_waits_out_the_warmup_then_stops_below_the_median(tmp_path: Path):
+    stop = tuning.MedianStop(str(tmp_path), median=[1.0, 1.0, 1.0], warmup_epochs=1)
+    assert not validation_epoch(stop, 5.0)  # worse, but in the warm-up epoch
+    assert not validation_epoch(stop, 0.9)  # better than the median (MAE: lower)
+    assert validation_epoch(stop, 1.1)
+    assert stop.stop_reason.startswith("pruned at epoch 2")
+    assert json.loads((tmp_path / tuning.CURVE_FILE).read_text()) == {
+        "metric": "val/mae",
+        "values": pytest.approx([5.0, 0.9, 1.1]),
+    }
+    no_median = tuning.MedianStop(str(tmp_path / "first"), median=None, warmup_epochs=0)
+    assert not validation_epoch(no_median, 9.0) and no_median.stop_reason is None
+
+
+def test_ask_and_tell_passes_the_completed_trials_median_and_tells_pruned_and_failed(
+    tmp_path: Path,
+):
+    curves = {0: [3.0, 2.0], 1: [5.0, 4.0], 2: None, 3: [9.0, 8.0], 4: [1.0, 0.5]}
+    medians = []
+
+    def launch(number: int, overrides: list[str], median: list[float] | None) -> Path:
+        # a stand-in trial: records what it was given, writes what a run would write
+        medians.append(median)
+        run_dir = tmp_path / f"trial={number}"
+        run_dir.mkdir()
+        curve = curves[number]
+        if curve is None:
+            (run_dir / "status.json").write_text(json.dumps({"status": "failed"}))
+            return run_dir
+        pruned = number == 3
+        status = {
+            "status": "stopped" if pruned else "completed",
+            "stop_reason": "pruned at epoch 1" if pruned else None,
+            "mode": "min",
+            "selection": {"value": min(curve)},
+        }
+        (run_dir / "status.json").write_text(json.dumps(status))
+        (run_dir / tuning.CURVE_FILE).write_text(json.dumps({"values": curve}))
+        return run_dir
+
+    space = tuning.space_of(OmegaConf.create({"x": {"low": 0.0, "high": 1.0}}))
+    search = tuning.Search("x", space, "minimize", 5, sampler_seed=0, startup_trials=2)
+    search.run(launch)
+    # pruning starts once 2 trials completed; the failed and the pruned trial add no curve
+    assert medians[:2] == [None, None]
+    assert medians[2] == medians[3] == [statistics.median([3, 5]), statistics.median([2, 4])]
+    assert medians[4] == [statistics.median([3, 5]), statistics.median([2, 4])]
+    states = [t.state.name for t in search.study.trials]
+    assert states == ["COMPLETE", "COMPLETE", "FAIL", "PRUNED", "COMPLETE"]
+    assert search.study.trials[3].intermediate_values == {0: 9.0, 1: 8.0}
+    results = search.results()
+    assert (results["n_trials"], results["n_pruned"], results["n_failed"]) == (5, 1, 1)
+    assert results["best_value"] == 0.5 and results["best_trial"] == 4
+    assert results["best_params"] == {"x": search.study.trials[4].params["x"]}
+
+
+def search_once(sweep: Path, *extra: str) -> dict:
+    result = run_train(
+        "-m",
+        "hparams_search=focal",
+        "search.n_trials=4",
+        *TINY_SEGMENTATION,
+        *extra,
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return tuning.read_results(sweep / tuning.RESULTS_FILE)
+
+
+@pytest.mark.slow
+def test_a_focal_search_finds_the_best_validation_trial_and_replays_with_its_seed(tmp_path: Path):
+    results = search_once(tmp_path / "a")
+    trials = sorted((tmp_path / "a").glob("trial=*"))
+    assert len(trials) == 4 and results["n_trials"] == 4
+    statuses = [json.loads((t / "status.json").read_text()) for t in trials]
+    # the objective: the validation value of the checkpoint that would be tested; never test
+    values = [s["selection"]["value"] for s in statuses]
+    assert all(s["mode"] == "max" for s in statuses)
+    assert results["best_value"] == pytest.approx(max(values))
+    assert not any(k.startswith("test/") for s in statuses for k in s["metrics"])
+    best = trials[results["best_trial"]]
+    overrides = OmegaConf.load(best / ".hydra" / "overrides.yaml")
+    config = OmegaConf.load(best / ".hydra" / "config.yaml")
+    assert {"optimizer.lr", "loss.gamma", "loss.alpha"} == set(results["best_params"])
+    assert config.loss.gamma == results["best_params"]["loss.gamma"]
+    assert config.optimizer.lr == results["best_params"]["optimizer.lr"]
+    assert f"loss.gamma={results['best_params']['loss.gamma']!r}" in overrides
+    assert not (tmp_path / "a" / "summary.md").exists()  # trials are not compared: untested
+
+    # the same sampler seed proposes the same trials, so it finds the same best; another does not
+    again = search_once(tmp_path / "b")
+    assert sampled(tmp_path / "b") == sampled(tmp_path / "a")
+    assert again["best_params"] == results["best_params"]
+    search_once(tmp_path / "c", "search.sampler_seed=1")
+    assert sampled(tmp_path / "c")[0] != sampled(tmp_path / "a")[0]
+
+
+def sampled(sweep: Path) -> list[dict]:
+    """Each trial's searched values, as its config holds them."""
+    keys = ("optimizer.lr", "loss.gamma", "loss.alpha")
+    return [
+        {key: OmegaConf.select(OmegaConf.load(t / ".hydra" / "config.yaml"), key) for key in keys}
+        for t in sorted(sweep.glob("trial=*"))
+    ]
+
+
+FAILING_SPACE = """\
+# @package _global_
+defaults:
+  - override /loss: bce
+hparams_search:
+  space:
+    data:
+      foreground_share: {low: 0.6, high: 0.9}   # the datamodule takes at most 0.5: every trial fails
+"""
+
+
+@pytest.mark.slow
+def test_failed_trials_are_recorded_and_the_search_goes_on(tmp_path: Path):
+    (tmp_path / "conf" / "hparams_search").mkdir(parents=True)
+    (tmp_path / "conf" / "hparams_search" / "broken.yaml").write_text(FAILING_SPACE)
+    result = run_train(
+        "-m",
+        "hparams_search=broken",
+        "search.n_trials=2",
+        *TINY_SEGMENTATION,
+        f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = tuning.read_results(tmp_path / "sweep" / tuning.RESULTS_FILE)
+    assert (results["n_trials"], results["n_failed"]) == (2, 2)
+    assert results["best_value"] is None and results["best_params"] == {}
+    for trial in ("trial=000", "trial=001"):
+        status = json.loads((tmp_path / "sweep" / trial / "status.json").read_text())
+        assert status["status"] == "failed" and "foreground_share" in status["error"]
+
+
+TINY_TUNE_SUITE = """\
+# @package _global_
+defaults:
+  - override /data: regression
+  - override /model: mlp
+suite:
+  seeds: [0, 1]
+  variants:
+    - [loss=mse]                         # no hyperparameters: the learning rate alone
+    - [loss=huber, "loss.delta=0.5,1"]   # the grid gives way to huber's space
+"""
+
+
+@pytest.mark.slow
+def test_a_tuned_suite_retrains_each_winner_on_fresh_seeds_and_reports_the_choice(tmp_path: Path):
+    (tmp_path / "conf" / "suite").mkdir(parents=True)
+    (tmp_path / "conf" / "suite" / "tiny_tune.yaml").write_text(TINY_TUNE_SUITE)
+    sweep = tmp_path / "sweep"
+    result = run_train(
+        "-m",
+        "suite=tiny_tune",
+        "tune=true",
+        "search.n_trials=3",
+        "search.startup_trials=1",
+        *TINY_REGRESSION,
+        "trainer.max_epochs=4",  # trials get half: 2 epochs, one past the warm-up
+        f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(sweep / "summary.csv") as f:
+        rows = {row["variant"]: row for row in csv.DictReader(f)}
+    assert set(rows) == {"mse", "huber"}  # the trials are not among the compared runs
+    summary = (sweep / "summary.md").read_text()
+    for variant, keys in (("mse", {"optimizer.lr"}), ("huber", {"optimizer.lr", "loss.delta"})):
+        results = tuning.read_results(sweep / "_search" / variant / tuning.RESULTS_FILE)
+        assert set(results["best_params"]) == keys and results["n_trials"] == 3
+        trials = sorted((sweep / "_search" / variant).glob("trial=*"))
+        statuses = [json.loads((t / "status.json").read_text()) for t in trials]
+        configs = [OmegaConf.load(t / ".hydra" / "config.yaml") for t in trials]
+        assert {c.seed for c in configs} == {100} and {c.trainer.max_epochs for c in configs} == {2}
+        completed = [
+            s["selection"]["value"] for s in statuses if s["status"] == "completed"
+        ]  # the best of the completed trials (MAE: lowest), as read from their own records
+        assert results["best_value"] == pytest.approx(min(completed))
+        pruned = [s for s in statuses if str(s.get("stop_reason")).startswith("pruned")]
+        assert results["n_pruned"] == len(pruned)
+        retrained = sorted(sweep.glob(f"{variant}-seed=*"))
+        assert [r.name for r in retrained] == [f"{variant}-seed=0", f"{variant}-seed=1"]
+        for run in retrained:  # the winner, at the full budget, on the suite's seeds
+            config = OmegaConf.load(run / ".hydra" / "config.yaml")
+            assert config.trainer.max_epochs == 4
+            for key, value in results["best_params"].items():
+                assert math.isclose(OmegaConf.select(config, key), value), (run, key)
+            assert "test/mae" in json.loads((run / "status.json").read_text())["metrics"]
+        chosen = ", ".join(f"{k}={v}" for k, v in results["best_params"].items())
+        line = f"| {variant} | {chosen} | 3 | {results['n_pruned']} | 0 |"
+        assert line in summary, summary
+        assert rows[variant]["seeds"] == "2"
+    assert "Tuned before comparing" in summary
+    assert (sweep / "tuning.png").stat().st_size > 0
+
+
+def test_the_report_lists_each_search_and_warns_of_a_best_value_at_an_edge():
+    from trainer.report import _search_lines
+
+    def search(best: dict, warnings: list[str]) -> dict:
+        return {
+            "n_trials": 8,
+            "n_pruned": 3,
+            "n_failed": 1,
+            "best_params": best,
+            "best_value": 0.5,
+            "edge_warnings": warnings,
+            "sampler": {"seed": 0},
+        }
+
+    warning = "optimizer.lr=0.0001 is at the edge of [0.0001, 0.01] (0.0001)"
+    comparison = SimpleNamespace(
+        val_tag="val/dice",
+        rows=[SimpleNamespace(variant="focal"), SimpleNamespace(variant="bce")],
+        searches={
+            "focal": search({"loss.gamma": 2.0, "optimizer.lr": 1e-4}, [warning]),
+            "bce": search({"optimizer.lr": 1e-3}, []),
+        },
+    )
+    lines = _search_lines(comparison)
+    assert "| focal | loss.gamma=2.0, optimizer.lr=0.0001 | 8 | 3 | 1 | 0.5000 |" in lines
+    assert "| bce | optimizer.lr=0.001 | 8 | 3 | 1 | 0.5000 |" in lines
+    assert f"- focal: {warning}" in lines and not any(line.startswith("- bce") for line in lines)
