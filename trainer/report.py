@@ -163,7 +163,7 @@ def _read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def _mean_curve(curves: list[list[tuple[int, float]]]) -> list[tuple[int, float, float, float]]:
-    """(step, mean, min, max) over the seeds at each step they all logged."""
+    """(step, mean, min, max) over seeds, at each step they all logged."""
     by_step: dict[int, list[float]] = defaultdict(list)
     for curve in curves:
         for step, value in dict(curve).items():  # a step logged twice counts once: the last
@@ -206,7 +206,7 @@ def _select(
     """The runs of the knob values with the best mean validation metric of the tested checkpoint,
     those values, and every candidate (values, mean, runs with a value).
 
-    The means are over the seeds every candidate ran, where they share any: a staged suite runs
+    The means are over those seeds every candidate ran, where they share any: a staged suite runs
     its grid on the first seed and only the chosen value on the others, and that choice is what
     the shared seed says (a mean over more seeds would compare the winner on other terms)."""
     groups: dict[str, list[Run]] = defaultdict(list)
@@ -526,8 +526,8 @@ def _section(comparison: Comparison) -> list[str]:
     if base is not None:
         lines += [
             "",
-            f"Baseline: `{c.baseline}` ({c.baseline_reason}). Δ: variant − baseline over the seeds "
-            "both ran [95 % paired t-interval]; p: paired t-test (scipy.stats.ttest_rel), "
+            f"Baseline: `{c.baseline}` ({c.baseline_reason}). Δ: variant − baseline over "
+            "seeds both ran [95 % paired t-interval]; p: paired t-test (scipy.stats.ttest_rel), "
             f"Holm-adjusted over the {len(pairs)} variant{'s' * (len(pairs) != 1)} compared; "
             "verdict `better`/`worse` at "
             "p < 0.05, else `tie` (not evidence of equality), `n/a` below 2 paired seeds; "

@@ -32,7 +32,7 @@ class Interval:
 
 @dataclass(frozen=True)
 class Paired:
-    """A variant against a reference over the seeds both ran: ``diff`` = variant - reference."""
+    """A variant against a reference over seeds both ran: ``diff`` = variant - reference."""
 
     n: int  # shared seeds
     diff: Interval

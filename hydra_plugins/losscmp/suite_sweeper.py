@@ -131,7 +131,7 @@ class SuiteSweeper(BasicSweeper):
         seeds: Sequence[int],
     ) -> list[Override]:
         """One variant's overrides: the suite's ``grid`` (a variant's own key wins), the variant,
-        the seeds, then the command line, which wins over the suite (``trainer.max_epochs=1``
+        its seed list, then the command line, which wins over the suite (``trainer.max_epochs=1``
         shortens every job, ``seed=7`` replaces the suite's seeds)."""
         given = {o.get_key_element() for o in overrides}
         own = {override_key(o) for o in variant}
