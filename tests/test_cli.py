@@ -98,3 +98,9 @@ def test_the_first_failing_check_speaks(tmp_path):
         "a suite is a sweep of jobs"
     )
     assert command_line_error(["-m", "suite=boxes", f"hydra.sweep.dir={tmp_path}"]) is None
+
+
+@pytest.mark.parametrize("args", [[], ["-m"], ["-cd", "conf"], ["loss=focal"]])
+def test_the_readme_commands_pass_the_checks(args: list[str]):
+    # `python train.py` alone (the README's first command) once crashed the pre-check
+    assert command_line_error(args) is None

@@ -1,5 +1,6 @@
 """Command-line pre-checks that run before Hydra starts, and the one-line form of user errors."""
 
+from itertools import pairwise
 from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -101,7 +102,7 @@ def config_dirs(args: list[str], overrides: list[Override], conf_dir: Path) -> l
     the ``file://`` entries of ``hydra.searchpath``; None when a search path entry cannot be
     listed here (``pkg://``): then Hydra alone knows the options."""
     dirs = [conf_dir]
-    for flag, value in zip(args, [*args[1:], ""], strict=True):
+    for flag, value in pairwise([*args, ""]):  # each argument with the one after it
         if flag in ("-cd", "--config-dir"):
             dirs.append(Path(value))
         elif flag.startswith("--config-dir="):
