@@ -19,12 +19,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from trainer.cli import command_line_error, one_line
-from trainer.config import instantiate_with_data, register_resolvers, weights_to_test
+from trainer.config import register_resolvers, weights_to_test
 from trainer.module import LossExperiment
 from trainer.preflight import check_run, preflight
 from trainer.records import (
     build_loggers,
     final_metrics,
+    first_stop_reason,
     log_end,
     log_start,
     metric_tags,
@@ -50,18 +51,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         task = build_task(datamodule)
         status.update(task_record(task, cfg.test_ckpt))
         check_run(cfg, choices.loss, choices.data, datamodule.task)
-        # the model first, from the seed alone: a loss that draws random numbers when it is
-        # built must not change the initial weights its variants share
-        model = instantiate_with_data(cfg.model, datamodule.model_inputs)
-        loss = instantiate_with_data(cfg.loss, datamodule.data_stats)
-        module = LossExperiment(
-            model,
-            loss,
-            task,
-            instantiate(cfg.optimizer),
-            instantiate(cfg.scheduler),
-            logit_scale=cfg.logit_scale,
-        )
+        module = LossExperiment.from_config(cfg, datamodule, task)  # model, loss, optimizer
         preflight(module, datamodule)
         callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
         loggers = build_loggers(cfg.logger)
@@ -73,19 +63,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
         fit_metrics = final_metrics(trainer)  # the test loop resets what fit logged: take it first
-        tested = weights_to_test(trainer, cfg.test_ckpt)
+        tested = weights_to_test(trainer.checkpoint_callback, cfg.test_ckpt)
         if not cfg.skip_test:  # search trials: the test split never guides a search
             trainer.test(module, datamodule=datamodule, ckpt_path=tested)
         metrics = fit_metrics | final_metrics(trainer)
-        log_end(trainer, metrics, status.warn)
-        stop_reason = next(
-            (c.stop_reason for c in callbacks if getattr(c, "stop_reason", None)), None
-        )
+        log_end(trainer.loggers, trainer.global_step, metrics, status.warn)
+        stop_reason = first_stop_reason(callbacks)
         status.update(
             status="stopped" if stop_reason else "completed",
             stop_reason=stop_reason,
             metrics=metrics,
-            selection=selection(trainer, task, tested, fit_metrics),
+            selection=selection(trainer.checkpoint_callback, task, tested, fit_metrics),
         )
     log.info("run dir: %s", output_dir)
     return metrics

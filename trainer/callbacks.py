@@ -1,10 +1,16 @@
 """Callbacks every run uses: the non-finite guard (with gradient norm), the task checkpoint, the
 picture grid, the task's figures and PR curves, the embedding projector and the throughput
-meter."""
+meter.
+
+The ones that look at a run's model, metrics, loggers or run dir take a ``variant``: None in a
+sequential run; in a lockstep run (``trainer.lockstep``) each variant gets its own instance,
+which sees only that variant through ``pl_module.scope(variant)``.
+"""
 
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -14,6 +20,7 @@ from torch.optim import Optimizer
 from torchvision.utils import make_grid
 
 from trainer.figures import add_pr_curve
+from trainer.module import Scope
 
 KINDS = ("loss", "grad", "param")
 POLICIES = ("skip", "stop", "raise")
@@ -35,7 +42,30 @@ class NonFiniteError(RuntimeError):
     """Raised by the ``raise`` policy: names the step and the kinds of non-finite values."""
 
 
-class NonFiniteGuard(L.Callback):
+class VariantCallback(L.Callback):
+    """A callback serving one run: the whole trainer (``variant`` None) or one lockstep variant.
+
+    Each variant's instance has its own checkpointed state: its ``state_key`` names the variant,
+    and a lockstep checkpoint of that variant files it under the sequential run's key again.
+    """
+
+    variant: int | None = None
+
+    def scope(self, pl_module: L.LightningModule) -> Scope:
+        return pl_module.scope(self.variant)
+
+    @property
+    def state_key(self) -> str:
+        key = super().state_key
+        return key if self.variant is None else variant_state_key(key, self.variant)
+
+
+def variant_state_key(key: str, variant: int) -> str:
+    """The state key of a lockstep variant's callback: the sequential key, then the variant."""
+    return f"{key}@variant{variant}"
+
+
+class NonFiniteGuard(VariantCallback):
     """Checks the loss, the gradients and the parameters before every optimizer step.
 
     All three checks cost one host sync per step: the loss, the total gradient norm and the total
@@ -56,13 +86,18 @@ class NonFiniteGuard(L.Callback):
     """
 
     def __init__(
-        self, policy: str = "skip", max_consecutive: int = 20, max_recorded: int = 1000
+        self,
+        policy: str = "skip",
+        max_consecutive: int = 20,
+        max_recorded: int = 1000,
+        variant: int | None = None,
     ) -> None:
         if policy not in POLICIES:
             raise ValueError(f"nan_policy: expected one of {POLICIES}, got {policy!r}")
         if max_consecutive < 1:
             raise ValueError(f"nan_policy: expected max_consecutive >= 1, got {max_consecutive}")
         self.policy = policy
+        self.variant = variant
         self.max_consecutive = max_consecutive
         self.max_recorded = max_recorded
         self.counts = dict.fromkeys(KINDS, 0)
@@ -75,29 +110,36 @@ class NonFiniteGuard(L.Callback):
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer
     ) -> None:
-        params = [p for group in optimizer.param_groups for p in group["params"]]
+        scope = self.scope(pl_module)
+        if not scope.active:
+            return
+        # the experiment's parameters: the optimizer's in a sequential run, one variant's
+        # parameter group in a lockstep run
+        params = list(scope.experiment.parameters())
         grads = [p.grad for p in params if p.grad is not None]
         with torch.no_grad():
             grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
             param_norm = torch.nn.utils.get_total_norm(params)
-            loss = pl_module.last_loss if pl_module.last_loss is not None else torch.zeros(())
+            last_loss = scope.experiment.last_loss
+            loss = last_loss if last_loss is not None else torch.zeros(())
             flags = torch.stack([~loss.isfinite(), ~grad_norm.isfinite(), ~param_norm.isfinite()])
             # summed over ranks under DDP, so every rank takes the same decision
             flags = trainer.strategy.reduce(flags.float(), reduce_op="sum")
             flags = flags.cpu().tolist()  # the one host sync of the guard
         bad = [kind for kind, flag in zip(KINDS, flags, strict=True) if flag > 0]
         if bad:
-            self._handle(trainer, optimizer, bad)
+            self._handle(trainer, scope, params, bad)
         else:
             self.consecutive = 0
         if lightning_logs_this_step(trainer):
-            pl_module.log("train/grad_norm", grad_norm.float(), on_step=True, on_epoch=False)
-            pl_module.log_dict(self.logged_counts(), on_step=True, on_epoch=False)
+            scope.log("train/grad_norm", grad_norm.float(), on_step=True, on_epoch=False)
+            for name, value in self.logged_counts().items():
+                scope.log(name, value, on_step=True, on_epoch=False)
         elif bad:
             # off Lightning's logging cadence a value given to `log` is never written: every
             # incident goes straight to the loggers, at the step Lightning gives this batch
             values = {"train/grad_norm": float(grad_norm), **self.logged_counts()}
-            for logger in trainer.loggers:
+            for logger in scope.loggers:
                 logger.log_metrics(values, step=trainer.global_step)
 
     def logged_counts(self) -> dict[str, float]:
@@ -106,7 +148,9 @@ class NonFiniteGuard(L.Callback):
         counts["nonfinite/first_step"] = float(-1 if self.first_step is None else self.first_step)
         return counts
 
-    def _handle(self, trainer: L.Trainer, optimizer: Optimizer, bad: list[str]) -> None:
+    def _handle(
+        self, trainer: L.Trainer, scope: Scope, params: list[torch.Tensor], bad: list[str]
+    ) -> None:
         step = trainer.global_step
         for kind in bad:
             self.counts[kind] += 1
@@ -118,7 +162,9 @@ class NonFiniteGuard(L.Callback):
             raise NonFiniteError(
                 f"non-finite {' and '.join(bad)} at step {step} (nan_policy=raise)"
             )
-        optimizer.zero_grad(set_to_none=True)
+        # no gradient: the optimizer step leaves these parameters and their state as they are
+        for param in params:
+            param.grad = None
         self.skipped += 1
         if self.policy == "skip" and "param" not in bad and self.consecutive < self.max_consecutive:
             self._record(step, bad, "skip")
@@ -132,13 +178,8 @@ class NonFiniteGuard(L.Callback):
         else:
             self.stop_reason = f"{self.consecutive} consecutive non-finite steps up to step {step}"
         self._record(step, bad, "stop")
-        checkpoint_dir = Path(
-            trainer.checkpoint_callback.dirpath
-            if trainer.checkpoint_callback
-            else trainer.default_root_dir
-        )
-        trainer.save_checkpoint(checkpoint_dir / "nonfinite-stop.ckpt")
-        trainer.should_stop = True
+        trainer.save_checkpoint(scope.checkpoint_dir / "nonfinite-stop.ckpt")
+        scope.stop()
 
     def _record(self, step: int, kinds: list[str], action: str) -> None:
         if len(self.incidents) < self.max_recorded:
@@ -156,7 +197,7 @@ class NonFiniteGuard(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         rank = "" if trainer.is_global_zero else f".rank{trainer.global_rank}"
-        Path(trainer.default_root_dir, f"nonfinite{rank}.json").write_text(
+        Path(self.scope(pl_module).run_dir, f"nonfinite{rank}.json").write_text(
             json.dumps(self.summary(), indent=2)
         )
 
@@ -174,25 +215,27 @@ class NonFiniteGuard(L.Callback):
         self.consecutive = state_dict["consecutive"]
 
 
-class PictureGrid(L.Callback):
+class PictureGrid(VariantCallback):
     """Each validation epoch, a grid of the first ``num_images`` validation samples to TensorBoard.
 
     Rows come from the task (segmentation: input, target mask, predicted probability); tasks
     without pictures log nothing.
     """
 
-    def __init__(self, num_images: int = 8) -> None:
+    def __init__(self, num_images: int = 8, variant: int | None = None) -> None:
         self.num_images = num_images
+        self.variant = variant
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
-        if trainer.sanity_checking or not loggers or not trainer.is_global_zero:
+        scope = self.scope(pl_module)
+        loggers = [lg for lg in scope.loggers if isinstance(lg, TensorBoardLogger)]
+        if trainer.sanity_checking or not loggers or not trainer.is_global_zero or not scope.active:
             return
         dataset = trainer.val_dataloaders.dataset
         inputs, target = dataset.__getitems__(list(range(min(self.num_images, len(dataset)))))
         with torch.no_grad():
-            outputs = pl_module(inputs.to(pl_module.device)).float().cpu()
-        rows = pl_module.task.picture_rows(inputs, target, outputs)
+            outputs = scope.experiment(inputs.to(pl_module.device)).float().cpu()
+        rows = scope.experiment.task.picture_rows(inputs, target, outputs)
         if rows is None:
             return
         grid = make_grid(torch.cat([r.float() for r in rows]), nrow=len(inputs), pad_value=1.0)
@@ -200,7 +243,7 @@ class PictureGrid(L.Callback):
             logger.experiment.add_image("val/pictures", grid, trainer.global_step)
 
 
-class TaskFigures(L.Callback):
+class TaskFigures(VariantCallback):
     """The task's pictures (``task.figures``: confusion matrix, reliability diagram, regression
     scatter) and PR curves (``task.pr_curves``) to TensorBoard as ``<split>/<name>``, for the
     validation split every ``every_n_epochs`` epochs (after the epoch's validation) and for the
@@ -212,12 +255,13 @@ class TaskFigures(L.Callback):
     only process zero draws and writes. Nothing without a TensorBoard logger.
     """
 
-    def __init__(self, every_n_epochs: int = 1) -> None:
+    def __init__(self, every_n_epochs: int = 1, variant: int | None = None) -> None:
         if not isinstance(every_n_epochs, int) or every_n_epochs < 1:
             raise ValueError(
                 f"TaskFigures: expected every_n_epochs a positive int, got {every_n_epochs!r}"
             )
         self.every_n_epochs = every_n_epochs
+        self.variant = variant
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
@@ -227,10 +271,11 @@ class TaskFigures(L.Callback):
         self._log(trainer, pl_module, "test")
 
     def _log(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> None:
-        loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
-        if not loggers:
+        scope = self.scope(pl_module)
+        loggers = [lg for lg in scope.loggers if isinstance(lg, TensorBoardLogger)]
+        if not loggers or (split == "val" and not scope.active):
             return
-        task, metrics = pl_module.task, getattr(pl_module, f"{split}_metrics")
+        task, metrics = scope.experiment.task, getattr(scope.experiment, f"{split}_metrics")
         curves = task.pr_curves(metrics)
         if not trainer.is_global_zero:
             return
@@ -242,16 +287,18 @@ class TaskFigures(L.Callback):
                 logger.experiment.add_figure(f"{split}/{name}", figure, trainer.global_step)
 
 
-class EmbeddingProjector(L.Callback):
+class EmbeddingProjector(VariantCallback):
     """The test split's embeddings, with their labels, to TensorBoard's projector (retrieval)."""
 
-    def __init__(self, max_points: int = 2000) -> None:
+    def __init__(self, max_points: int = 2000, variant: int | None = None) -> None:
         self.max_points = max_points
+        self.variant = variant
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # runs before the module's own hook, which computes and resets the metrics
-        found = pl_module.task.embeddings(pl_module.test_metrics)
-        loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        scope = self.scope(pl_module)
+        found = scope.experiment.task.embeddings(scope.experiment.test_metrics)
+        loggers = [lg for lg in scope.loggers if isinstance(lg, TensorBoardLogger)]
         if found is None or not loggers or not trainer.is_global_zero:
             return
         embeddings, labels = (t[: self.max_points].cpu() for t in found)
@@ -300,12 +347,39 @@ class Throughput(L.Callback):
             pl_module.log("perf/train_samples_per_sec", self.samples / (self.ended - self.started))
 
 
-class TaskCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint that monitors the task's own metric (``val/acc``, ``val/dice``, ...)."""
+class Checkpoint(VariantCallback, ModelCheckpoint):
+    """Lightning's ModelCheckpoint for one run: in a lockstep group, one variant's checkpoints (the
+    lockstep checkpoint writer keeps that variant's part of the trainer's checkpoint), none
+    after the variant was stopped."""
+
+    def __init__(self, *args: Any, variant: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.variant = variant
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if self.scope(pl_module).active:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.scope(pl_module).active:
+            super().on_train_epoch_end(trainer, pl_module)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.scope(pl_module).active:
+            super().on_validation_end(trainer, pl_module)
+
+
+class TaskCheckpoint(Checkpoint):
+    """The checkpoint that monitors the task's own metric (``val/acc``, ``val/dice``, ...)."""
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        task = pl_module.task
-        self.monitor = f"val/{task.monitor}"
+        task = self.scope(pl_module).experiment.task
+        self.monitor = f"{variant_prefix(self.variant)}val/{task.monitor}"
         self.mode = task.mode
         self.kth_value = torch.tensor(-torch.inf if task.mode == "max" else torch.inf)
         super().setup(trainer, pl_module, stage)
+
+
+def variant_prefix(variant: int | None) -> str:
+    """What a lockstep variant's logged names start with (``variant3/``); nothing without one."""
+    return "" if variant is None else f"variant{variant}/"

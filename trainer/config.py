@@ -7,9 +7,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from losses._core import Loss
@@ -136,8 +136,8 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("checkpoint_step", checkpoint_step, replace=True)
 
 
-def weights_to_test(trainer: L.Trainer, which: str) -> str | None:
-    """``best`` -> the best checkpoint, if validation ever ran; ``last`` (or no best) -> the
-    weights in memory, which are the last ones."""
-    best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+def weights_to_test(checkpoint: ModelCheckpoint | None, which: str) -> str | None:
+    """``best`` -> the ``checkpoint`` callback's best checkpoint, if validation ever ran; ``last``
+    (or no best) -> the weights in memory, which are the last ones."""
+    best = getattr(checkpoint, "best_model_path", "")
     return best if which == "best" and best else None

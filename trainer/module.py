@@ -1,20 +1,46 @@
 """The training loop's steps and their logging: one LightningModule for every task, with the
 model, the loss and the task injected; the task is used only through the ``Task`` base API
-(``metrics``, ``update``, ``scalars``, ``validation_choices``, ``choose``, ``test_scalars``)."""
+(``metrics``, ``update``, ``scalars``, ``validation_choices``, ``choose``, ``test_scalars``).
 
-from collections.abc import Callable, Iterable
+The steps take the function they log with (``log``): Lightning's hooks pass ``self.log``, and a
+lockstep run (``trainer.lockstep``) passes one that files the values under the variant's name.
+"""
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from losses._core import Loss
+from trainer.config import instantiate_with_data
 from trainer.tasks.base import Task
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
+LogFn = Callable[..., None]  # LightningModule.log's signature: (name, value, **options)
+
+
+@dataclass
+class Scope:
+    """What a callback serving one run sees of it: in a sequential run the whole trainer, in a
+    lockstep run one variant (its experiment, its logging, its loggers, its run dir)."""
+
+    experiment: "LossExperiment"
+    log: LogFn
+    loggers: Sequence[Logger]
+    run_dir: Path
+    checkpoint_dir: Path  # where the run's checkpoints go (its checkpoint callback's dirpath)
+    active: bool  # false once a lockstep variant was stopped (its slot is masked out)
+    stop: Callable[[], None]  # end this run's training; the others of a lockstep group go on
 
 
 class LossExperiment(L.LightningModule):
@@ -58,53 +84,91 @@ class LossExperiment(L.LightningModule):
         # the last training loss, detached: the non-finite guard checks it before the step
         self.last_loss: Tensor | None = None
 
+    @classmethod
+    def from_config(cls, cfg: DictConfig, datamodule: Any, task: Task) -> "LossExperiment":
+        """The run's model, loss, optimizer and scheduler from its config and data.
+
+        The model is built first, from the seed alone: a loss that draws random numbers when it
+        is built must not change the initial weights its variants share.
+        """
+        model = instantiate_with_data(cfg.model, datamodule.model_inputs)
+        loss = instantiate_with_data(cfg.loss, datamodule.data_stats)
+        return cls(
+            model,
+            loss,
+            task,
+            instantiate(cfg.optimizer),
+            instantiate(cfg.scheduler),
+            logit_scale=cfg.logit_scale,
+        )
+
+    def scope(self, variant: int | None = None) -> Scope:
+        """The whole run: a sequential run has no variants (``variant`` is ignored)."""
+        trainer = self.trainer
+        checkpoint = trainer.checkpoint_callback
+        return Scope(
+            self,
+            self.log,
+            trainer.loggers,
+            Path(trainer.default_root_dir),
+            Path(checkpoint.dirpath if checkpoint else trainer.default_root_dir),
+            True,
+            lambda: setattr(trainer, "should_stop", True),
+        )
+
     def forward(self, x: Tensor) -> Tensor:
         outputs = self.model(x)
         return outputs if self.logit_scale == 1.0 else outputs * self.logit_scale
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self.train_loss(batch, self.log)
+
+    def train_loss(self, batch: tuple[Tensor, Tensor], log: LogFn) -> Tensor:
         inputs, target = batch
         loss, stats = self.loss.with_stats(self(inputs), target)
         self.last_loss = loss.detach()
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         for name, value in stats.items():
-            self.log(f"train/{name}", value, on_step=True, on_epoch=True)
+            log(f"train/{name}", value, on_step=True, on_epoch=True)
         return loss
 
-    def _evaluate(self, batch: tuple[Tensor, Tensor], split: str) -> None:
+    def evaluate(self, batch: tuple[Tensor, Tensor], split: str, log: LogFn) -> None:
         inputs, target = batch
         outputs = self(inputs)
-        self.log(
-            f"{split}/loss", self.loss(outputs, target), on_epoch=True, prog_bar=split == "val"
-        )
+        log(f"{split}/loss", self.loss(outputs, target), on_epoch=True, prog_bar=split == "val")
         self.task.update(getattr(self, f"{split}_metrics"), outputs, target)
 
-    def _log_scalars(self, split: str, scalars: dict[str, Tensor]) -> None:
-        self.log_dict({f"{split}/{name}": value for name, value in scalars.items()})
+    def end_validation(self, log: LogFn, sanity_checking: bool) -> None:
+        computed = self.val_metrics.compute()
+        for name, value in self.task.scalars(computed).items():
+            log(f"val/{name}", value)
+        if not sanity_checking:  # a few sanity batches choose nothing
+            for name, value in self.task.choose(computed).items():
+                self.validation_choices.get_buffer(name).copy_(value)
+
+    def end_test(self, log: LogFn) -> None:
+        chosen = dict(self.validation_choices.named_buffers())
+        scalars = self.task.test_scalars(self.test_metrics, self.test_metrics.compute(), chosen)
+        for name, value in scalars.items():
+            log(f"test/{name}", value)
 
     def on_validation_epoch_start(self) -> None:
         self.val_metrics.reset()
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val")
+        self.evaluate(batch, "val", self.log)
 
     def on_validation_epoch_end(self) -> None:
-        computed = self.val_metrics.compute()
-        self._log_scalars("val", self.task.scalars(computed))
-        if not self.trainer.sanity_checking:  # a few sanity batches choose nothing
-            for name, value in self.task.choose(computed).items():
-                self.validation_choices.get_buffer(name).copy_(value)
+        self.end_validation(self.log, self.trainer.sanity_checking)
 
     def on_test_epoch_start(self) -> None:
         self.test_metrics.reset()
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test")
+        self.evaluate(batch, "test", self.log)
 
     def on_test_epoch_end(self) -> None:
-        chosen = dict(self.validation_choices.named_buffers())
-        scalars = self.task.test_scalars(self.test_metrics, self.test_metrics.compute(), chosen)
-        self._log_scalars("test", scalars)
+        self.end_test(self.log)
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())

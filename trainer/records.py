@@ -13,6 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -159,17 +160,16 @@ def log_start(
         _tolerated(warn, logger, "save", logger.save)
 
 
-def log_end(trainer: L.Trainer, metrics: Mapping[str, float], warn: Callable[[str], None]) -> None:
+def log_end(
+    loggers: Sequence[Logger], step: int, metrics: Mapping[str, float], warn: Callable[[str], None]
+) -> None:
     """The final metrics, at the last step, to every logger but TensorBoard (whose HParams read
     them from the run's scalar tags): one record of the whole result in each store."""
-    for logger in trainer.loggers:
+    for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             continue
         _tolerated(
-            warn,
-            logger,
-            "log_metrics",
-            lambda lg=logger: lg.log_metrics(dict(metrics), step=trainer.global_step),
+            warn, logger, "log_metrics", lambda lg=logger: lg.log_metrics(dict(metrics), step=step)
         )
         _tolerated(warn, logger, "save", logger.save)
 
@@ -191,14 +191,27 @@ def build_loggers(logger_cfg: DictConfig) -> list[Logger]:
     return [instantiate(node) for node in nodes.values()]
 
 
-def final_metrics(trainer: L.Trainer) -> dict[str, float]:
-    """The last logged validation/test values and training loss, as plain floats."""
-    return {
-        name: float(value)
-        for name, value in trainer.callback_metrics.items()
-        if name.startswith(("val/", "test/", "train/loss_epoch", "nonfinite/", "perf/"))
-        and value.numel() == 1
-    }
+FINAL_METRICS = ("val/", "test/", "train/loss_epoch", "nonfinite/", "perf/")
+
+
+def final_metrics(trainer: L.Trainer, prefix: str = "") -> dict[str, float]:
+    """The last logged validation/test values and training loss, as plain floats; with a lockstep
+    variant's ``prefix`` (``variant3/``), that variant's (without the prefix) and the values
+    the whole group shares (``perf/``)."""
+    found = {}
+    for name, value in trainer.callback_metrics.items():
+        if prefix and name.startswith(prefix):
+            name = name.removeprefix(prefix)
+        elif prefix and not name.startswith("perf/"):
+            continue
+        if name.startswith(FINAL_METRICS) and value.numel() == 1:
+            found[name] = float(value)
+    return found
+
+
+def first_stop_reason(callbacks: Sequence[L.Callback]) -> str | None:
+    """Why a callback ended the run early (the non-finite guard, median pruning), if one did."""
+    return next((c.stop_reason for c in callbacks if getattr(c, "stop_reason", None)), None)
 
 
 def task_record(task: Task, test_ckpt: str) -> dict[str, str]:
@@ -213,15 +226,16 @@ def task_record(task: Task, test_ckpt: str) -> dict[str, str]:
 
 
 def selection(
-    trainer: L.Trainer, task: Task, tested_path: str | None, fit_metrics: Mapping[str, float]
+    checkpoint: ModelCheckpoint | None,
+    task: Task,
+    tested_path: str | None,
+    fit_metrics: Mapping[str, float],
 ) -> dict[str, Any]:
-    """The validation value of the weights that were tested: the checkpoint's monitored score
-    when the best checkpoint was tested (``tested_path``), else the last validation's value."""
+    """The validation value of the weights that were tested: the ``checkpoint`` callback's
+    monitored score when its best checkpoint was tested (``tested_path``), else the last
+    validation's value."""
     metric = f"val/{task.monitor}"
-    if tested_path:
-        value = float(trainer.checkpoint_callback.best_model_score)
-    else:
-        value = fit_metrics.get(metric)
+    value = float(checkpoint.best_model_score) if tested_path else fit_metrics.get(metric)
     return {"metric": metric, "value": value, "checkpoint": "best" if tested_path else "last"}
 
 
@@ -234,9 +248,19 @@ class StatusRecord(dict):
         self.path = path
         self.save()
 
+    @classmethod
+    def create(cls, output_dir: Path) -> "StatusRecord":
+        """The record of a run starting in ``output_dir`` (created if need be)."""
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        return cls(Path(output_dir) / "status.json")
+
     def update(self, *args: Any, **fields: Any) -> None:
         super().update(*args, **fields)
         self.save()
+
+    def fail(self, error: BaseException) -> None:
+        """The run ends as ``failed``, with the error's type and message."""
+        self.update(status="failed", error=f"{type(error).__name__}: {error}")
 
     def warn(self, message: str) -> None:
         """Add a problem that did not stop the run (a logger that failed) to ``warnings``."""
@@ -258,10 +282,9 @@ def recorded_status(output_dir: Path) -> Iterator[StatusRecord]:
     The body may set ``status`` (``completed`` or ``stopped``) and add fields; an exception is
     recorded as ``failed`` with its message, then propagates.
     """
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
-    record = StatusRecord(Path(output_dir) / "status.json")
+    record = StatusRecord.create(output_dir)
     try:
         yield record
     except BaseException as error:
-        record.update(status="failed", error=f"{type(error).__name__}: {error}")
+        record.fail(error)
         raise

@@ -1,0 +1,177 @@
+"""The lockstep launcher: the jobs of a sweep that differ only in the loss train as one group.
+
+    python train.py -m data=regression loss=mse,l1,huber hydra/launcher=lockstep
+    python train.py -m suite=seg_imbalance hydra/launcher=lockstep
+
+Jobs whose overrides are equal once the ``loss`` group and the ``loss.*`` values are left out
+form a group (a suite's variants at one seed, a grid's points at one learning rate), and each
+group trains in one process and one pass over the data (``trainer/lockstep.py``); groups run
+one after another, at most ``max_variants`` jobs each. A job that has no partner, or whose
+config cannot train in lockstep (several devices, fp16 loss scaling, resume, ``nan_policy=raise``,
+a callback that cannot serve one variant), runs as an ordinary job, with one log line saying why.
+
+Hydra's per-job bookkeeping is Hydra's own: every job of a group goes through ``run_job``, which
+makes its run dir, writes ``.hydra/`` and sets ``HydraConfig`` while the job's config is resolved
+into a plain one (its ``${hydra:runtime.output_dir}`` and the rest), so K jobs in one process
+never share a Hydra config. The group trains once every job is resolved; the job returns come
+back in the order of the jobs, each the value ``train.py``'s main would have returned.
+Hydra's ``on_job_end`` callbacks therefore see a grouped job before it trained (the project's
+own callback acts on the multirun's end).
+"""
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from trainer.lockstep import Variant, lockstep_blocker, train_lockstep
+from trainer.tuning import objective
+
+log = logging.getLogger(__name__)
+
+
+def is_loss_override(override: str) -> bool:
+    """``loss=focal``, ``loss.gamma=2``, ``+loss.x=1``, ``~loss.alpha``: what a group's jobs may
+    differ in."""
+    key = override.split("=", 1)[0].lstrip("+~")
+    return key == "loss" or key.startswith("loss.")
+
+
+def group_key(overrides: Sequence[str]) -> tuple[str, ...]:
+    """What a job's group is known by: its overrides but the loss's and its run dir's name."""
+    return tuple(
+        sorted(o for o in overrides if not is_loss_override(o) and not o.startswith("hydra.sweep."))
+    )
+
+
+def lockstep_groups(job_overrides: Sequence[Sequence[str]], max_variants: int) -> list[list[int]]:
+    """The jobs' indices in groups: same :func:`group_key`, in order of first appearance, split
+    into chunks of at most ``max_variants``.
+
+    >>> lockstep_groups([["loss=mse", "seed=0"], ["loss=l1", "seed=0"], ["loss=mse", "seed=1"]], 8)
+    [[0, 1], [2]]
+    """
+    by_key: dict[tuple[str, ...], list[int]] = {}
+    for index, overrides in enumerate(job_overrides):
+        by_key.setdefault(group_key(overrides), []).append(index)
+    return [
+        members[i : i + max_variants]
+        for members in by_key.values()
+        for i in range(0, len(members), max_variants)
+    ]
+
+
+class LockstepLauncher(Launcher):
+    def __init__(self, max_variants: int = 16) -> None:
+        if max_variants < 1:
+            raise ValueError(f"lockstep: expected max_variants >= 1, got {max_variants}")
+        self.max_variants = max_variants
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        configs = [
+            self._job_config(list(o), initial_job_idx + i) for i, o in enumerate(job_overrides)
+        ]
+        returns: list[JobReturn | None] = [None] * len(job_overrides)
+        groups = lockstep_groups(job_overrides, self.max_variants)
+        log.info("Launching %d jobs in %d lockstep groups", len(job_overrides), len(groups))
+        for members in groups:
+            blocker = (
+                "no other job differs from it only in the loss"
+                if len(members) == 1
+                else lockstep_blocker(configs[members[0]])
+            )
+            if blocker:
+                for index in members:
+                    log.info(
+                        "\t#%d alone (%s): %s",
+                        initial_job_idx + index,
+                        blocker,
+                        " ".join(filter_overrides(job_overrides[index])),
+                    )
+                    returns[index] = self._run(configs[index], self.task_function)
+            else:
+                grouped = self._run_group([configs[i] for i in members])
+                for index, ret in zip(members, grouped, strict=True):
+                    returns[index] = ret
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return returns
+
+    def _job_config(self, overrides: list[str], index: int) -> DictConfig:
+        config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        with open_dict(config):
+            config.hydra.job.id = index
+            config.hydra.job.num = index
+        return config
+
+    def _run(self, config: DictConfig, task_function: TaskFunction) -> JobReturn:
+        return run_job(
+            hydra_context=self.hydra_context,
+            task_function=task_function,
+            config=config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+
+    def _run_group(self, configs: Sequence[DictConfig]) -> list[JobReturn]:
+        """Each job through ``run_job`` (run dir, ``.hydra/``, ``HydraConfig``) with a task that
+        only resolves its config; then the group trains, and each return gets its objective."""
+        variants: list[Variant] = []
+
+        def resolve(task_cfg: DictConfig) -> None:
+            resolved = OmegaConf.create(OmegaConf.to_container(task_cfg, resolve=True))
+            hydra = HydraConfig.get()
+            variants.append(
+                Variant(resolved, dict(hydra.runtime.choices), list(hydra.overrides.task))
+            )
+
+        returns = [self._run(config, resolve) for config in configs]
+        for ret, variant in zip(returns, variants, strict=True):
+            log.info("\t#%s in lockstep: %s", ret.hydra_cfg.hydra.job.num, variant.output_dir)
+        log_files = self._log_to_every_job(returns)
+        try:
+            train_lockstep(variants)
+        except Exception:
+            # as train.py's main in a multirun: the group's failure is in each status.json,
+            # the sweep goes on with the next group
+            log.exception("lockstep group failed; the sweep goes on")
+        finally:
+            for handler in log_files:
+                logging.getLogger().removeHandler(handler)
+                handler.close()
+        for ret, variant in zip(returns, variants, strict=True):
+            ret.return_value = objective(variant.output_dir)
+        return returns
+
+    def _log_to_every_job(self, returns: Sequence[JobReturn]) -> list[logging.Handler]:
+        """The group's log lines into each job's own log file (``<run dir>/<job name>.log``)."""
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        handlers = []
+        for ret in returns:
+            hydra = ret.hydra_cfg.hydra
+            handler = logging.FileHandler(Path(hydra.runtime.output_dir) / f"{hydra.job.name}.log")
+            handler.setFormatter(
+                logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+            )
+            logging.getLogger().addHandler(handler)
+            handlers.append(handler)
+        return handlers
