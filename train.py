@@ -29,6 +29,7 @@ from trainer.records import (
     log_end,
     log_start,
     metric_tags,
+    nonfinite_counts,
     recorded_status,
     selection,
     task_record,
@@ -62,7 +63,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
 
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-        fit_metrics = final_metrics(trainer)  # the test loop resets what fit logged: take it first
+        # the test loop resets what fit logged: take it first
+        fit_metrics = final_metrics(trainer) | nonfinite_counts(callbacks)
         tested = weights_to_test(trainer.checkpoint_callback, cfg.test_ckpt)
         if not cfg.skip_test:  # search trials: the test split never guides a search
             trainer.test(module, datamodule=datamodule, ckpt_path=tested)

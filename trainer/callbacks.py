@@ -81,7 +81,8 @@ class NonFiniteGuard(VariantCallback):
     - ``stop``: skip this step, save a checkpoint, end the run cleanly (``stop_reason`` says why);
     - ``raise``: raise :class:`NonFiniteError` naming the step and the kinds.
 
-    Logged: ``nonfinite/{loss,grad,param}`` running counts, ``nonfinite/skipped`` steps and
+    Logged (every ``log_every_n_steps`` and at every incident): ``nonfinite/{loss,grad,param}``
+    running counts, ``nonfinite/skipped`` steps and
     ``nonfinite/first_step``; the full list of incidents goes to ``nonfinite.json`` in the run dir.
     """
 
@@ -131,13 +132,11 @@ class NonFiniteGuard(VariantCallback):
             self._handle(trainer, scope, params, bad)
         else:
             self.consecutive = 0
-        if lightning_logs_this_step(trainer):
-            scope.log("train/grad_norm", grad_norm.float(), on_step=True, on_epoch=False)
-            for name, value in self.logged_counts().items():
-                scope.log(name, value, on_step=True, on_epoch=False)
-        elif bad:
-            # off Lightning's logging cadence a value given to `log` is never written: every
-            # incident goes straight to the loggers, at the step Lightning gives this batch
+        if bad or lightning_logs_this_step(trainer):
+            # straight to the loggers, at the step Lightning gives this batch: on Lightning's
+            # cadence, and at every incident off it (a value given to `log` off the cadence is
+            # never written). Not through `log`, whose per-value bookkeeping costs more than the
+            # guard's checks; the run's final counts come from `logged_counts`.
             values = {"train/grad_norm": float(grad_norm), **self.logged_counts()}
             for logger in scope.loggers:
                 logger.log_metrics(values, step=trainer.global_step)

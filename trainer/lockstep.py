@@ -74,6 +74,7 @@ from trainer.records import (
     log_end,
     log_start,
     metric_tags,
+    nonfinite_counts,
     selection,
     task_record,
     tolerate_logger_failures,
@@ -158,7 +159,6 @@ class LockstepExperiment(L.LightningModule):
             raise ValueError("lockstep: each callback of a group serves one variant (variant=k)")
         return Scope(
             self.variants[variant],
-            partial(self.log_variant, variant),
             self.variant_loggers[variant],
             self.run_dirs[variant],
             self.checkpoint_dirs[variant],
@@ -466,7 +466,10 @@ def _fit_and_test(
     log.info("lockstep: %d variants in one pass: %s", len(group), [str(d) for d in run_dirs])
 
     trainer.fit(module, datamodule=datamodule)
-    fit_metrics = [final_metrics(trainer, variant_prefix(k)) for k in range(len(group))]
+    fit_metrics = [
+        final_metrics(trainer, variant_prefix(k)) | nonfinite_counts(callbacks[k])
+        for k in range(len(group))
+    ]
     tested = [
         weights_to_test(checkpoint, variant.cfg.test_ckpt)
         for checkpoint, (variant, _, _) in zip(checkpoints, group, strict=True)

@@ -32,10 +32,9 @@ LogFn = Callable[..., None]  # LightningModule.log's signature: (name, value, **
 @dataclass
 class Scope:
     """What a callback serving one run sees of it: in a sequential run the whole trainer, in a
-    lockstep run one variant (its experiment, its logging, its loggers, its run dir)."""
+    lockstep run one variant (its experiment, its loggers, its run dir)."""
 
     experiment: "LossExperiment"
-    log: LogFn
     loggers: Sequence[Logger]
     run_dir: Path
     checkpoint_dir: Path  # where the run's checkpoints go (its checkpoint callback's dirpath)
@@ -108,7 +107,6 @@ class LossExperiment(L.LightningModule):
         checkpoint = trainer.checkpoint_callback
         return Scope(
             self,
-            self.log,
             trainer.loggers,
             Path(trainer.default_root_dir),
             Path(checkpoint.dirpath if checkpoint else trainer.default_root_dir),

@@ -191,7 +191,7 @@ def build_loggers(logger_cfg: DictConfig) -> list[Logger]:
     return [instantiate(node) for node in nodes.values()]
 
 
-FINAL_METRICS = ("val/", "test/", "train/loss_epoch", "nonfinite/", "perf/")
+FINAL_METRICS = ("val/", "test/", "train/loss_epoch", "perf/")
 
 
 def final_metrics(trainer: L.Trainer, prefix: str = "") -> dict[str, float]:
@@ -207,6 +207,17 @@ def final_metrics(trainer: L.Trainer, prefix: str = "") -> dict[str, float]:
         if name.startswith(FINAL_METRICS) and value.numel() == 1:
             found[name] = float(value)
     return found
+
+
+def nonfinite_counts(callbacks: Sequence[L.Callback]) -> dict[str, float]:
+    """The non-finite guard's final counts (``nonfinite/loss``, ...), which it writes to the
+    loggers itself: the run's record of its incidents."""
+    return {
+        name: value
+        for callback in callbacks
+        if hasattr(callback, "logged_counts")
+        for name, value in callback.logged_counts().items()
+    }
 
 
 def first_stop_reason(callbacks: Sequence[L.Callback]) -> str | None:

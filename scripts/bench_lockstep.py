@@ -1,0 +1,141 @@
+"""Whole-sweep wall time: K loss variants run one after another vs in one lockstep group.
+
+    .venv/bin/python scripts/bench_lockstep.py                      # every case, K = 2, 4, 8
+    .venv/bin/python scripts/bench_lockstep.py --cases regression --ks 8 --repeat 2
+    .venv/bin/python scripts/bench_lockstep.py --trainer gpu        # on a GPU machine
+
+Each measurement is one ``train.py -m`` process, exactly as a user runs the sweep: the same K
+variants (one loss with K hyperparameter values), data, epochs and seed, once with Hydra's basic
+launcher (K sequential jobs in one process) and once with ``hydra/launcher=lockstep``. The wall
+time is the whole process (start-up, every job's config and run dir, training, validation,
+test, the comparison report) and the peak memory is the process's maximum resident set
+(``os.wait4``). The ratio is sequential / lockstep time, both measured in this run; with
+``--repeat N`` each side is measured N times and the fastest kept (a 2-core CPU is noisy).
+"Lockstep used" says whether the lockstep run's log shows all K jobs trained in one group.
+The last line is ``regression K=8: lockstep <ratio>x sequential``.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# name: (overrides giving data, model and budget; the loss and the K values of one of its keys)
+CASES = {
+    "regression": (["data=regression"], "huber", "delta"),
+    "mlp-fashion-b64": (
+        [
+            "data=fashion_mnist",
+            "model=mlp",
+            "data.batch_size=64",
+            "trainer.max_epochs=2",
+            "trainer.limit_train_batches=200",
+            "trainer.limit_val_batches=10",
+            "trainer.limit_test_batches=10",
+        ],
+        "focal",
+        "gamma",
+    ),
+    "cnn-fashion": (
+        [
+            "data=fashion_mnist",
+            "model=cnn",
+            "trainer.max_epochs=2",
+            "trainer.limit_train_batches=40",
+            "trainer.limit_val_batches=5",
+            "trainer.limit_test_batches=5",
+        ],
+        "focal",
+        "gamma",
+    ),
+    "unet-seg": (
+        [
+            "trainer.max_epochs=2",
+            "trainer.limit_train_batches=10",
+            "trainer.limit_val_batches=4",
+            "trainer.limit_test_batches=4",
+        ],
+        "focal",
+        "gamma",
+    ),
+}
+VALUES = {"delta": [0.25, 0.5, 1, 1.5, 2, 3, 4, 5], "gamma": [0, 0.5, 1, 1.5, 2, 3, 4, 5]}
+QUIET = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+
+
+def run_sweep(overrides: list[str], sweep_dir: Path) -> tuple[float, float, str]:
+    """Wall seconds, peak resident MiB and the log of one ``train.py -m`` process."""
+    command = [sys.executable, "train.py", "-m", *overrides, f"hydra.sweep.dir={sweep_dir}"]
+    log_path = sweep_dir.with_suffix(".log")
+    with open(log_path, "w") as log:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+    text = log_path.read_text()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"bench_lockstep: {' '.join(command)} failed:\n{text[-3000:]}")
+    return wall, usage.ru_maxrss / 1024, text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--ks", nargs="*", type=int, default=[2, 4, 8])
+    parser.add_argument("--repeat", type=int, default=1, help="measurements per side; fastest kept")
+    parser.add_argument("--trainer", default="default", help="trainer config (gpu on a GPU)")
+    parser.add_argument("--out", type=Path, default=None, help="sweep dirs (default: a temp dir)")
+    args = parser.parse_args()
+    if max(args.ks) > min(len(v) for v in VALUES.values()):
+        parser.error(f"--ks: at most {min(len(v) for v in VALUES.values())} variants")
+    out = args.out or Path(tempfile.mkdtemp(prefix="bench_lockstep_"))
+
+    print(f"trainer={args.trainer} repeat={args.repeat} cpus={os.cpu_count()} sweep dirs: {out}")
+    print(
+        f"{'case':<17}{'K':>3}{'sequential s':>14}{'lockstep s':>12}{'seq MiB':>9}"
+        f"{'lockstep MiB':>14}  {'lockstep used':<14}{'ratio':>7}"
+    )
+    last = None
+    for name in args.cases:
+        overrides, loss, key = CASES[name]
+        for k in args.ks:
+            values = ",".join(str(v) for v in VALUES[key][:k])
+            common = [
+                *overrides,
+                f"trainer={args.trainer}",
+                f"loss={loss}",
+                f"loss.{key}={values}",
+                *QUIET,
+            ]
+            best: dict[str, tuple[float, float, str]] = {}
+            for launcher in ("basic", "lockstep"):
+                for attempt in range(args.repeat):
+                    measured = run_sweep(
+                        [*common, f"hydra/launcher={launcher}"],
+                        out / f"{name}-K{k}-{launcher}-{attempt}",
+                    )
+                    if launcher not in best or measured[0] < best[launcher][0]:
+                        best[launcher] = measured
+            (seq_s, seq_mib, _), (ls_s, ls_mib, ls_log) = best["basic"], best["lockstep"]
+            used = "yes" if ls_log.count("in lockstep:") == k else "no"
+            ratio = seq_s / ls_s
+            print(
+                f"{name:<17}{k:>3}{seq_s:>14.1f}{ls_s:>12.1f}{seq_mib:>9.0f}{ls_mib:>14.0f}  "
+                f"{used:<14}{ratio:>6.2f}x",
+                flush=True,
+            )
+            if name == "regression" and k == 8:
+                last = ratio
+    if last is not None:
+        print(f"regression K=8: lockstep {last:.2f}x sequential")
+
+
+if __name__ == "__main__":
+    main()
