@@ -13,6 +13,10 @@ test, the comparison report) and the peak memory is the process's maximum reside
 ``--repeat N`` each side is measured N times and the fastest kept (a 2-core CPU is noisy).
 "Lockstep used" says whether the lockstep run's log shows all K jobs trained in one group.
 The last line is ``regression K=8: lockstep <ratio>x sequential``.
+
+``--stacking`` first times the choice the lockstep module makes, running the K models one after
+another in each step, against stacking them (``torch.func.stack_module_state`` + ``vmap`` over
+``functional_call``): forward, loss and backward of K MLPs 784-256-10 at batch 64.
 """
 
 import argparse
@@ -83,6 +87,41 @@ def run_sweep(overrides: list[str], sweep_dir: Path) -> tuple[float, float, str]
     return wall, usage.ru_maxrss / 1024, text
 
 
+def stacking_check(k: int = 8, steps: int = 200) -> None:
+    """Seconds per step of K MLPs run one after another vs stacked under ``vmap``."""
+    import torch
+    from torch import nn
+    from torch.func import functional_call, stack_module_state, vmap
+
+    torch.manual_seed(0)
+    models = [nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10)) for _ in range(k)]
+    inputs, target = torch.randn(64, 784), torch.randint(0, 10, (64,))
+    params, buffers = stack_module_state(models)
+    params = {name: p.detach().requires_grad_() for name, p in params.items()}
+    template = models[0]
+
+    def one(p, b, x):
+        return functional_call(template, (p, b), (x,))
+
+    def loop() -> None:
+        loss = sum(nn.functional.cross_entropy(m(inputs), target) for m in models)
+        loss.backward()
+
+    def stacked() -> None:
+        outputs = vmap(one, in_dims=(0, 0, None))(params, buffers, inputs)
+        loss = nn.functional.cross_entropy(outputs.flatten(0, 1), target.repeat(k))
+        loss.backward()
+
+    for name, step in (("one after another", loop), ("vmap, stacked", stacked)):
+        for _ in range(10):
+            step()
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        per_step = (time.perf_counter() - start) / steps * 1e3
+        print(f"stacking check, K={k} MLPs: {name}: {per_step:.2f} ms/step")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -92,7 +131,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="measurements per side; fastest kept")
     parser.add_argument("--trainer", default="default", help="trainer config (gpu on a GPU)")
     parser.add_argument("--out", type=Path, default=None, help="sweep dirs (default: a temp dir)")
+    parser.add_argument("--stacking", action="store_true", help="time vmap stacking first")
     args = parser.parse_args()
+    if args.stacking:
+        stacking_check()
     if max(args.ks) > min(len(v) for v in VALUES.values()):
         parser.error(f"--ks: at most {min(len(v) for v in VALUES.values())} variants")
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_lockstep_"))

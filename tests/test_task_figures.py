@@ -59,7 +59,7 @@ def _dice_iou(predicted: Tensor, truth: Tensor) -> tuple[float, float]:
 def test_segmentation_run_logs_curve_scores_the_validation_threshold_and_pr_curves(
     make_cfg, tmp_path: Path
 ):
-    cfg = make_cfg("trainer.max_epochs=2")
+    cfg = make_cfg("trainer.max_epochs=2", "callbacks.figures.every_n_epochs=1")
     metrics = train(cfg)
     scalars = read_events(tmp_path)["scalars"]
     for tag in (
@@ -116,6 +116,14 @@ def _binned_ece(probs: np.ndarray, target: np.ndarray, n_bins: int = 15) -> floa
         for b in range(n_bins)
         if (slot == b).any()
     )
+
+
+def test_validation_figures_are_drawn_at_the_cadence_and_the_last_epoch(make_cfg, tmp_path: Path):
+    train(make_cfg("data=regression", "trainer.max_epochs=3", "callbacks.figures.every_n_epochs=2"))
+    images = _events(tmp_path)
+    # 4 training steps per epoch: the second epoch (cadence) and the third (the last)
+    assert [image.step for image in images.Images("val/pred_vs_target")] == [8, 12]
+    assert len(images.Images("test/pred_vs_target")) == 1
 
 
 def test_fashion_mnist_run_logs_curve_scores_and_pictures(make_cfg, tmp_path: Path):

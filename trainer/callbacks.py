@@ -111,12 +111,10 @@ class NonFiniteGuard(VariantCallback):
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer
     ) -> None:
-        scope = self.scope(pl_module)
-        if not scope.active:
+        if not pl_module.is_active(self.variant):
             return
-        # the experiment's parameters: the optimizer's in a sequential run, one variant's
-        # parameter group in a lockstep run
-        params = list(scope.experiment.parameters())
+        scope = self.scope(pl_module)
+        params = self.params
         grads = [p.grad for p in params if p.grad is not None]
         with torch.no_grad():
             grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
@@ -140,6 +138,11 @@ class NonFiniteGuard(VariantCallback):
             values = {"train/grad_norm": float(grad_norm), **self.logged_counts()}
             for logger in scope.loggers:
                 logger.log_metrics(values, step=trainer.global_step)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # the experiment's parameters, once (walking the module tree costs as much as the
+        # checks): the optimizer's in a sequential run, one variant's group in a lockstep run
+        self.params = list(self.scope(pl_module).experiment.parameters())
 
     def logged_counts(self) -> dict[str, float]:
         counts = {f"nonfinite/{kind}": float(n) for kind, n in self.counts.items()}
@@ -245,8 +248,8 @@ class PictureGrid(VariantCallback):
 class TaskFigures(VariantCallback):
     """The task's pictures (``task.figures``: confusion matrix, reliability diagram, regression
     scatter) and PR curves (``task.pr_curves``) to TensorBoard as ``<split>/<name>``, for the
-    validation split every ``every_n_epochs`` epochs (after the epoch's validation) and for the
-    test split.
+    validation split every ``every_n_epochs`` epochs and at the last epoch (after the epoch's
+    validation), and for the test split.
 
     They come from the split's metric states after the module computed them: the ``on_*_end``
     hooks run after the module's epoch end, and the module resets the states only when the next
@@ -263,7 +266,10 @@ class TaskFigures(VariantCallback):
         self.variant = variant
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+        epoch = trainer.current_epoch + 1
+        if not trainer.sanity_checking and (
+            epoch % self.every_n_epochs == 0 or epoch == trainer.max_epochs
+        ):
             self._log(trainer, pl_module, "val")
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -356,15 +362,15 @@ class Checkpoint(VariantCallback, ModelCheckpoint):
         self.variant = variant
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if self.scope(pl_module).active:
+        if pl_module.is_active(self.variant):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.scope(pl_module).active:
+        if pl_module.is_active(self.variant):
             super().on_train_epoch_end(trainer, pl_module)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.scope(pl_module).active:
+        if pl_module.is_active(self.variant):
             super().on_validation_end(trainer, pl_module)
 
 

@@ -12,12 +12,14 @@ its sequential run.
 
 How the variants are batched, by measurement on the 2-core CPU this project is developed on:
 the K models run one after another inside each step rather than stacked into one batched model
-(``torch.func.stack_module_state`` + ``vmap``, or grouped convolutions). At these model sizes
-the per-step and per-job framework work, not the arithmetic, is the cost; ``vmap`` over
-``functional_call`` ran at about half the speed of plain loops, and a hand-batched MLP gained
-about 10 %. Running the models as they are also keeps what stacking would have to rebuild:
-BatchNorm running statistics per variant (in-place updates do not work under ``vmap``),
-every shipped model without a stacked twin, Lightning moving real modules to the device.
+(``torch.func.stack_module_state`` + ``vmap``, or grouped convolutions). Stacking 8 MLPs under
+``vmap`` was no faster than the loop (about 5 ms per forward-backward step either way,
+``scripts/bench_lockstep.py --stacking``), and at these model sizes the framework's per-step
+and per-job work, not the arithmetic, is the cost. Running the models as they are also keeps
+what stacking would have to rebuild: BatchNorm running statistics per variant (in-place
+updates do not work under ``vmap``), every shipped model without a stacked twin, Lightning
+moving real modules to the device. On a GPU, where one small model leaves the device idle,
+stacking may pay; it is not implemented.
 
 What stays the sequential run's, per variant:
 
@@ -189,13 +191,25 @@ class LockstepExperiment(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         active = self._active()
         losses = []
-        for k, experiment, log_fn in active:
+        for k, experiment, _ in active:
             # each variant draws from the random state the step starts with; the last one
             # leaves the state where one sequential step would
             forked = k != active[-1][0]
             with self._forked_rng() if forked else nullcontext():
-                losses.append(experiment.train_loss(batch, log_fn))
+                losses.append(experiment.train_loss(batch))
         return sum(losses)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # every variant that trained this step, one stopped in it included
+        for k, experiment in enumerate(self.variants):
+            experiment.log_train_step(partial(self.log_variant, k), self.trainer)
+
+    def on_train_epoch_end(self) -> None:
+        for k, experiment in enumerate(self.variants):  # a variant stopped this epoch too
+            experiment.end_train_epoch(partial(self.log_variant, k))
+
+    def is_active(self, variant: int | None = None) -> bool:
+        return self.active[variant]
 
     def _forked_rng(self):
         cuda = self.device.type == "cuda"
@@ -429,11 +443,12 @@ def _fit_and_test(
 ) -> None:
     cfg = group[0][0].cfg
     loggers, callbacks = [], []
+    tags = metric_tags(task)  # one task: the same tags for every variant
     for k, (variant, status, _) in enumerate(group):
         variant_loggers = build_loggers(variant.cfg.logger)
         tolerate_logger_failures(variant_loggers, status.warn)
         hparams = variant_hparams(variant.cfg, variant.choices, variant.overrides)
-        log_start(variant_loggers, hparams, metric_tags(task), status.warn)
+        log_start(variant_loggers, hparams, tags, status.warn)
         loggers.append(variant_loggers)
         callbacks.append(
             [
