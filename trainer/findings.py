@@ -2,7 +2,7 @@
 (``conf/findings/<name>.yaml``), its runs, its verdicts (``trainer.report``) and its outcome.
 
 A spec names the claim and its source (hand-written), the runs (data, model, the budget and other
-overrides shared by every variant, each variant's overrides, the seeds), the checks (a metric,
+overrides shared by every variant, each variant's overrides, the seed list), the checks (a metric,
 its direction and, per variant, the verdict against the baseline that the claim predicts:
 ``better`` / ``worse`` / ``tie``) and an optional hand-written note. Everything else is computed:
 the runs train through ``train.py -m`` in subprocesses, the verdicts are the report's paired,
@@ -204,7 +204,7 @@ def _without(overrides: list[str], replaced: list[str]) -> list[str]:
 def job_command(
     finding: Finding, key: str, sweep_dir: Path, seeds: list[int], quick: bool = False
 ) -> list[str]:
-    """``train.py -m`` over the seeds of one variant, into ``sweep_dir/<key>``."""
+    """``train.py -m`` over every seed of one variant, into ``sweep_dir/<key>``."""
     return [
         sys.executable,
         str(ROOT / "train.py"),
