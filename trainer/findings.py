@@ -484,7 +484,8 @@ def environment() -> dict[str, Any]:
         except (OSError, subprocess.CalledProcessError):
             return ""
 
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    # results/ left out: the findings run before this one write there (generated, not code)
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"))
     return {
         "commit": git("rev-parse", "--short", "HEAD") or "unknown",
         "dirty": dirty,
