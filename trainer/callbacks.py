@@ -20,22 +20,10 @@ from torch.optim import Optimizer
 from torchvision.utils import make_grid
 
 from trainer.figures import add_pr_curve
-from trainer.module import Scope
+from trainer.module import Scope, lightning_logs_this_step
 
 KINDS = ("loss", "grad", "param")
 POLICIES = ("skip", "stop", "raise")
-
-
-def lightning_logs_this_step(trainer: L.Trainer) -> bool:
-    """Whether Lightning writes this training batch's step metrics to the loggers, asked before
-    the optimizer step: the public form of its logger connector's ``should_update_logs``.
-
-    Lightning writes when the batch's 1-based step is a multiple of ``log_every_n_steps``, or the
-    run is stopping. It counts batches that stepped, which with one optimizer is the global step;
-    before the step, this batch's 1-based step is ``global_step + 1``.
-    """
-    every = trainer.log_every_n_steps
-    return every > 0 and ((trainer.global_step + 1) % every == 0 or trainer.should_stop)
 
 
 class NonFiniteError(RuntimeError):
@@ -231,7 +219,8 @@ class PictureGrid(VariantCallback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         scope = self.scope(pl_module)
         loggers = [lg for lg in scope.loggers if isinstance(lg, TensorBoardLogger)]
-        if trainer.sanity_checking or not loggers or not trainer.is_global_zero or not scope.active:
+        active = pl_module.is_active(self.variant)
+        if trainer.sanity_checking or not loggers or not trainer.is_global_zero or not active:
             return
         dataset = trainer.val_dataloaders.dataset
         inputs, target = dataset.__getitems__(list(range(min(self.num_images, len(dataset)))))
@@ -278,7 +267,7 @@ class TaskFigures(VariantCallback):
     def _log(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> None:
         scope = self.scope(pl_module)
         loggers = [lg for lg in scope.loggers if isinstance(lg, TensorBoardLogger)]
-        if not loggers or (split == "val" and not scope.active):
+        if not loggers or (split == "val" and not pl_module.is_active(self.variant)):
             return
         task, metrics = scope.experiment.task, getattr(scope.experiment, f"{split}_metrics")
         curves = task.pr_curves(metrics)

@@ -164,7 +164,6 @@ class LockstepExperiment(L.LightningModule):
             self.variant_loggers[variant],
             self.run_dirs[variant],
             self.checkpoint_dirs[variant],
-            self.active[variant],
             partial(self.stop_variant, variant),
         )
 
@@ -258,20 +257,10 @@ class LockstepExperiment(L.LightningModule):
     def configure_optimizers(self):
         """One optimizer, one parameter group per variant (named after it), each with the
         hyperparameters its own optimizer config gives it; the first variant's scheduler."""
-        first = self.variants[0]
-        groups = []
-        for k, experiment in enumerate(self.variants):
-            # a throwaway optimizer per variant: its group holds the variant's settings
-            group = experiment.optimizer_factory(experiment.parameters()).param_groups[0]
-            groups.append({**group, "name": variant_name(k)})
-        optimizer = type(first.optimizer_factory(first.parameters()))(groups)
-        if first.scheduler_factory is None:
-            return optimizer
-        scheduler = first.scheduler_factory(optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": first.scheduler_interval},
-        }
+        # a throwaway optimizer per variant: its group holds the variant's settings
+        own = [e.optimizer_factory(e.parameters()) for e in self.variants]
+        groups = [{**opt.param_groups[0], "name": variant_name(k)} for k, opt in enumerate(own)]
+        return self.variants[0].with_scheduler(type(own[0])(groups))
 
 
 def _variant_of_name(name: str, variants: int) -> tuple[int | None, str]:

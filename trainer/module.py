@@ -38,8 +38,21 @@ class Scope:
     loggers: Sequence[Logger]
     run_dir: Path
     checkpoint_dir: Path  # where the run's checkpoints go (its checkpoint callback's dirpath)
-    active: bool  # false once a lockstep variant was stopped (its slot is masked out)
     stop: Callable[[], None]  # end this run's training; the others of a lockstep group go on
+
+
+def lightning_logs_this_step(trainer: L.Trainer, stepped: bool = False) -> bool:
+    """Whether Lightning writes this training batch's step metrics to the loggers: the public
+    form of its logger connector's ``should_update_logs``, asked before the optimizer step or,
+    with ``stepped``, after it.
+
+    Lightning writes when the batch's 1-based step is a multiple of ``log_every_n_steps``, or the
+    run is stopping. It counts batches that stepped, which with one optimizer is the global step;
+    before the step, this batch's 1-based step is ``global_step + 1``, after it ``global_step``.
+    """
+    every = trainer.log_every_n_steps
+    step = trainer.global_step if stepped else trainer.global_step + 1
+    return every > 0 and (step % every == 0 or trainer.should_stop)
 
 
 class EpochMeans:
@@ -137,7 +150,6 @@ class LossExperiment(L.LightningModule):
             trainer.loggers,
             Path(trainer.default_root_dir),
             Path(checkpoint.dirpath if checkpoint else trainer.default_root_dir),
-            True,
             lambda: setattr(trainer, "should_stop", True),
         )
 
@@ -172,13 +184,7 @@ class LossExperiment(L.LightningModule):
 
     def log_train_step(self, log: LogFn, trainer: L.Trainer) -> None:
         """After the optimizer step: the step's values, when Lightning writes this step."""
-        every = trainer.log_every_n_steps
-        # the step has been counted: Lightning's own test, one step later
-        if (
-            self.step_values
-            and every > 0
-            and (trainer.global_step % every == 0 or trainer.should_stop)
-        ):
+        if self.step_values and lightning_logs_this_step(trainer, stepped=True):
             for name, value in self.step_values.items():
                 log(
                     f"train/{name}_step",
@@ -233,7 +239,10 @@ class LossExperiment(L.LightningModule):
         self.end_test(self.log)
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
+        return self.with_scheduler(self.optimizer_factory(self.parameters()))
+
+    def with_scheduler(self, optimizer: Optimizer) -> Any:
+        """What ``configure_optimizers`` returns for ``optimizer``: with this run's scheduler."""
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
