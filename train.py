@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from trainer.cli import command_line_error, one_line
-from trainer.config import register_resolvers, weights_to_test
+from trainer.config import callback_nodes, register_resolvers, weights_to_test
 from trainer.module import LossExperiment
 from trainer.preflight import check_run, preflight
 from trainer.records import (
@@ -54,7 +54,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         check_run(cfg, choices.loss, choices.data, datamodule.task)
         module = LossExperiment.from_config(cfg, datamodule, task)  # model, loss, optimizer
         preflight(module, datamodule)
-        callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+        callbacks = [instantiate(node) for node in callback_nodes(cfg)]
         loggers = build_loggers(cfg.logger)
         tolerate_logger_failures(loggers, status.warn)
         # before fit: a killed or still running job shows its hyperparameters too

@@ -6,10 +6,13 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import read_events
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import TQDMProgressBar
 from nan_injection import NaNAtStep
 
 from train import train
-from trainer.config import ConfigError
+from trainer.config import ConfigError, callback_nodes
 
 
 def test_default_run_logs_everything(make_cfg, tmp_path: Path):
@@ -50,6 +53,22 @@ def test_default_run_logs_everything(make_cfg, tmp_path: Path):
         "grad": 0,
         "param": 0,
     }
+
+
+@pytest.mark.parametrize("shown", [True, False])
+def test_progress_bar_follows_the_trainer_flag(make_cfg, shown: bool):
+    cfg = make_cfg(f"trainer.enable_progress_bar={str(shown).lower()}")
+    callbacks = [instantiate(node) for node in callback_nodes(cfg)]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=False)
+    if shown:  # the configured bar, not Lightning's default one (a redraw every step)
+        assert isinstance(trainer.progress_bar_callback, TQDMProgressBar)
+        assert trainer.progress_bar_callback.refresh_rate == cfg.callbacks.progress_bar.refresh_rate
+        assert cfg.callbacks.progress_bar.refresh_rate > 1
+    else:
+        assert trainer.progress_bar_callback is None
+        every = [instantiate(node) for node in cfg.callbacks.values() if node is not None]
+        with pytest.raises(InstantiationException, match="enable_progress_bar=False"):
+            instantiate(cfg.trainer, callbacks=every, logger=False)  # why the bar is left out
 
 
 def test_mnist_per_class_metrics(make_cfg, tmp_path: Path):

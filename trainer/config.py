@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 from hydra.utils import get_class, instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from losses._core import Loss
@@ -43,6 +43,18 @@ def instantiate_with_data(cfg: DictConfig, provided: Mapping[str, Any]) -> Any:
     with open_dict(cfg):
         _fill_from_data(cfg, provided)
     return instantiate(cfg, _convert_="all")
+
+
+def callback_nodes(cfg: DictConfig) -> list[DictConfig]:
+    """The run's callback configs (``callbacks.*``), less the unset ones, and less the progress bar
+    when ``trainer.enable_progress_bar`` is false: that flag is how runs turn the bar off, and
+    Lightning refuses a progress bar callback with it."""
+    shown = cfg.trainer.get("enable_progress_bar", True)
+    return [
+        node
+        for node in cfg.callbacks.values()
+        if node is not None and (shown or not issubclass(get_class(node._target_), ProgressBar))
+    ]
 
 
 def declared_tasks(loss_cfg: DictConfig) -> set[str]:

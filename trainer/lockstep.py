@@ -58,14 +58,14 @@ import lightning as L
 import torch
 from hydra.utils import get_class, instantiate
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from trainer.callbacks import Throughput, VariantCallback, variant_prefix, variant_state_key
-from trainer.config import weights_to_test
+from trainer.config import callback_nodes, weights_to_test
 from trainer.module import LogFn, LossExperiment, Scope
 from trainer.preflight import check_run, preflight
 from trainer.records import (
@@ -86,9 +86,10 @@ from trainer.tasks import build_task
 
 log = logging.getLogger(__name__)
 
-# callbacks one instance of which serves the whole group: what they log is either the group's
-# own (samples/s of the shared data pass) or named per parameter group (learning rates)
-SHARED_CALLBACKS = (LearningRateMonitor, Throughput)
+# callbacks one instance of which serves the whole group: what they show or log is the group's
+# own (the shared data pass's progress and samples/s) or named per parameter group (learning
+# rates)
+SHARED_CALLBACKS = (LearningRateMonitor, ProgressBar, Throughput)
 SINGLE_DEVICE_STRATEGIES = ("auto", "single_device")
 
 
@@ -442,14 +443,14 @@ def _fit_and_test(
         callbacks.append(
             [
                 instantiate(node, variant=k)
-                for node in variant.cfg.callbacks.values()
-                if node is not None and issubclass(get_class(node._target_), VariantCallback)
+                for node in callback_nodes(variant.cfg)
+                if issubclass(get_class(node._target_), VariantCallback)
             ]
         )
     shared = [
         instantiate(node)
-        for node in cfg.callbacks.values()
-        if node is not None and not issubclass(get_class(node._target_), VariantCallback)
+        for node in callback_nodes(cfg)
+        if not issubclass(get_class(node._target_), VariantCallback)
     ]
     checkpoints = [
         next((c for c in own if isinstance(c, ModelCheckpoint)), None) for own in callbacks
