@@ -1,35 +1,32 @@
-"""The suite sweeper in-process: what it takes from Hydra's internal ``BasicSweeper`` (pinned, so a
-Hydra upgrade that changes it fails here with a message saying what changed), and how it expands
-suites, choice and glob sweeps and dry runs, without launching anything."""
+"""The suite sweeper in-process: how it expands command lines, suites, choice and glob sweeps and
+dry runs, and how it hands batches to the launcher, without training anything."""
 
-import inspect
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
-import hydra
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
+from hydra.errors import ConfigCompositionException
 from hydra.types import HydraContext
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 import train  # noqa: F401  (registers the config's resolvers)
-from hydra_plugins.losscmp.suite_sweeper import SuiteSweeper
+from hydra_plugins.losscmp.suite_sweeper import SuiteSweeper, cartesian_jobs
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-UPGRADE = f"Hydra {hydra.__version__} changed BasicSweeper, which SuiteSweeper subclasses:"
 
 
 class RecordingLauncher:
     """Stands in for the launcher: records the batches it is handed, runs nothing."""
 
-    def __init__(self) -> None:
+    def __init__(self, composes_every_job_first: bool = False) -> None:
         self.batches: list[list[list[str]]] = []
+        self.composes_every_job_first = composes_every_job_first
 
     def launch(self, batch, initial_job_idx: int) -> list:
         self.batches.append([list(job) for job in batch])
@@ -37,11 +34,11 @@ class RecordingLauncher:
 
 
 @pytest.fixture
-def make_sweeper(tmp_path: Path) -> Callable[..., tuple[BasicSweeper, DictConfig, HydraContext]]:
+def make_sweeper(tmp_path: Path) -> Callable[..., tuple[SuiteSweeper, DictConfig, HydraContext]]:
     """``make_sweeper("suite=boxes")``: the configured sweeper, set up the way Hydra sets it up for
     ``-m`` with these (non-sweep) overrides, its launcher replaced by a recorder."""
 
-    def _make(*overrides: str) -> tuple[BasicSweeper, DictConfig, HydraContext]:
+    def _make(*overrides: str, keep_launcher: bool = False):
         GlobalHydra.instance().clear()
         initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR))
         cfg = compose(
@@ -53,80 +50,91 @@ def make_sweeper(tmp_path: Path) -> Callable[..., tuple[BasicSweeper, DictConfig
         sweeper = Plugins.instance().instantiate_sweeper(
             hydra_context=context, task_function=lambda _: None, config=cfg
         )
-        sweeper.launcher = RecordingLauncher()
+        if not keep_launcher:
+            sweeper.launcher = RecordingLauncher()
         return sweeper, cfg, context
 
     yield _make
     GlobalHydra.instance().clear()
 
 
-def jobs_of(sweeper: BasicSweeper, *arguments: str) -> list[list[str]]:
+def jobs_of(sweeper: SuiteSweeper, *arguments: str) -> list[list[str]]:
     parser = OverridesParser.create(config_loader=sweeper.hydra_context.config_loader)
-    batches = sweeper.split_arguments(parser.parse_overrides(list(arguments)), None)
-    return [job for batch in batches for job in batch]
+    return sweeper.jobs(parser.parse_overrides(list(arguments)))
 
 
-# --- what SuiteSweeper relies on in Hydra's BasicSweeper --------------------------------------
+def class_name(obj: object) -> str:
+    # Hydra's plugin discovery executes the plugin modules anew: compare classes by name
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
-def test_split_arguments_is_a_static_method_of_overrides_and_max_batch_size():
-    assert isinstance(inspect.getattr_static(BasicSweeper, "split_arguments"), staticmethod), (
-        f"{UPGRADE} split_arguments is no longer a static method; SuiteSweeper.grid calls "
-        "BasicSweeper.split_arguments(overrides, None) unbound"
-    )
-    parameters = list(inspect.signature(BasicSweeper.split_arguments).parameters)
-    assert parameters == ["overrides", "max_batch_size"], (
-        f"{UPGRADE} split_arguments takes {parameters}, not (overrides, max_batch_size)"
-    )
-    overrides = OverridesParser.create().parse_overrides(["a=1,2", "b=x"])
-    batches = BasicSweeper.split_arguments(overrides, None)
-    assert batches == [[["a=1", "b=x"], ["a=2", "b=x"]]], (
-        f"{UPGRADE} split_arguments(overrides, None) returned {batches}, not one batch of "
-        "override-string lists"
-    )
-    batches = BasicSweeper.split_arguments(overrides, 1)
-    assert batches == [[["a=1", "b=x"]], [["a=2", "b=x"]]], (
-        f"{UPGRADE} split_arguments(overrides, 1) returned {batches}, not batches of one job"
-    )
+# --- the cartesian product, as Hydra's basic sweeper makes it ---------------------------------
 
 
-def test_the_constructor_and_setup_give_config_and_hydra_context(make_sweeper):
-    parameters = list(inspect.signature(BasicSweeper.__init__).parameters)
-    assert parameters[:3] == ["self", "max_batch_size", "params"], (
-        f"{UPGRADE} __init__ takes {parameters}; conf/hydra/sweeper/suite.yaml passes "
-        "max_batch_size and params"
+def test_cartesian_jobs_enumerate_every_sweep_with_the_last_key_fastest():
+    parse = OverridesParser.create().parse_overrides
+    # the example of Hydra's basic sweeper: a=1,2,3 b=10,20 gives six jobs in this order
+    assert cartesian_jobs(parse(["a=1,2,3", "b=10,20"])) == [
+        ["a=1", "b=10"],
+        ["a=1", "b=20"],
+        ["a=2", "b=10"],
+        ["a=2", "b=20"],
+        ["a=3", "b=10"],
+        ["a=3", "b=20"],
+    ]
+    assert cartesian_jobs(parse(["a=range(1,4)", "b=10,20"])) == cartesian_jobs(
+        parse(["a=1,2,3", "b=10,20"])
     )
-    setup = inspect.signature(BasicSweeper.setup).parameters
-    assert {"hydra_context", "task_function", "config"} <= setup.keys(), (
-        f"{UPGRADE} setup takes {list(setup)}, not hydra_context, task_function, config"
-    )
-    sweeper, cfg, context = make_sweeper()
-    # Hydra's plugin discovery imports the module anew: compare the class by its name
-    name = f"{type(sweeper).__module__}.{type(sweeper).__qualname__}"
-    assert name == f"{SuiteSweeper.__module__}.{SuiteSweeper.__qualname__}", name
-    assert getattr(sweeper, "config", None) is cfg, (
-        f"{UPGRADE} setup no longer stores the config as self.config"
-    )
-    assert getattr(sweeper, "hydra_context", None) is context, (
-        f"{UPGRADE} setup no longer stores the context as self.hydra_context"
-    )
+    # a deletion stays a deletion (not ~d=null), a quoted value quoted
+    assert cartesian_jobs(parse(["a=choice(x,y)", "+c=1", "~d", "~f=2", "e='p,q'"])) == [
+        ["a=x", "+c=1", "~d", "~f=2", "e='p,q'"],
+        ["a=y", "+c=1", "~d", "~f=2", "e='p,q'"],
+    ]
+    # a key given twice: its first place, its last value
+    assert cartesian_jobs(parse(["a=1", "b=2", "a=3,4"])) == [["a=3", "b=2"], ["a=4", "b=2"]]
+    assert cartesian_jobs([]) == [[]]
 
 
-def test_sweep_expands_through_the_subclass_split_arguments(make_sweeper):
-    parameters = list(inspect.signature(BasicSweeper.sweep).parameters)
-    assert parameters == ["self", "arguments"], (
-        f"{UPGRADE} sweep takes {parameters}; SuiteSweeper.sweep takes (self, arguments)"
-    )
+def test_an_interval_is_refused_with_its_key():
+    overrides = OverridesParser.create().parse_overrides(["lr=interval(0.1,1)"])
+    with pytest.raises(ValueError, match="lr: the suite sweeper enumerates"):
+        cartesian_jobs(overrides)
+
+
+def test_hydra_sets_the_sweeper_up_with_the_configured_launcher(make_sweeper):
+    for launcher, expected in (
+        ("basic", "hydra._internal.core_plugins.basic_launcher.BasicLauncher"),
+        ("lockstep", "hydra_plugins.losscmp.lockstep_launcher.LockstepLauncher"),
+    ):
+        sweeper, cfg, context = make_sweeper(f"hydra/launcher={launcher}", keep_launcher=True)
+        assert class_name(sweeper) == f"{SuiteSweeper.__module__}.{SuiteSweeper.__qualname__}"
+        assert sweeper.config is cfg and sweeper.hydra_context is context
+        assert class_name(sweeper.launcher) == expected
+
+
+def test_a_suite_sweep_launches_each_variant(make_sweeper):
     sweeper, _, _ = make_sweeper("suite=boxes", "seed=0")
     sweeper.sweep(["suite=boxes", "seed=0"])
-    # the suite's four variants, not the basic sweeper's single job
-    launched = [job for batch in sweeper.launcher.batches for job in batch]
-    assert [job[0] for job in launched] == [
-        "loss=giou",
-        "loss=l1",
-        "loss=smooth_l1",
-        "loss=giou_l1",
-    ], f"{UPGRADE} sweep() no longer calls self.split_arguments: suites would not expand"
+    launched = [job[0] for batch in sweeper.launcher.batches for job in batch]
+    assert launched == ["loss=giou", "loss=l1", "loss=smooth_l1", "loss=giou_l1"]
+
+
+def test_batches_hold_at_most_max_batch_size_jobs(make_sweeper):
+    sweeper, _, _ = make_sweeper("hydra.sweeper.max_batch_size=3")
+    sweeper.sweep(["loss=focal", "loss.gamma=0,1,2,5"])
+    gammas = [[job[1] for job in batch] for batch in sweeper.launcher.batches]
+    assert gammas == [["loss.gamma=0", "loss.gamma=1", "loss.gamma=2"], ["loss.gamma=5"]]
+
+
+def test_jobs_are_composed_before_launch_unless_the_launcher_does_it(make_sweeper):
+    sweeper, _, _ = make_sweeper()
+    with pytest.raises(ConfigCompositionException):  # Hydra's early check
+        sweeper.sweep(["loss=focal", "loss.no_such_key=1,2"])
+    assert sweeper.launcher.batches == []
+    sweeper, _, _ = make_sweeper()
+    sweeper.launcher = RecordingLauncher(composes_every_job_first=True)
+    sweeper.sweep(["loss=focal", "loss.no_such_key=1,2"])
+    assert len(sweeper.launcher.batches[0]) == 2  # left to the launcher
 
 
 # --- what the sweeper makes of a command line -------------------------------------------------

@@ -67,6 +67,10 @@ def lockstep_groups(job_overrides: Sequence[Sequence[str]], max_variants: int) -
 
 
 class LockstepLauncher(Launcher):
+    # every job of a batch is composed before any trains: a job that cannot compose fails the
+    # batch before training starts, so the suite sweeper leaves Hydra's own early check out
+    composes_every_job_first = True
+
     def __init__(self, max_variants: int = 16) -> None:
         if max_variants < 1:
             raise ValueError(f"lockstep: expected max_variants >= 1, got {max_variants}")

@@ -30,6 +30,7 @@ the finished jobs' ``status.json`` (so any launcher works):
   then each variant's best configuration at the full budget on the suite's seeds.
 """
 
+import itertools
 import logging
 import math
 from collections import Counter
@@ -37,9 +38,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, ValueType
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
@@ -67,21 +70,66 @@ def quoted(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-class SuiteSweeper(BasicSweeper):
-    """Hydra's basic sweeper, plus suites, task-fitting globs, dry runs and staged sweeps.
+def override_string(override: Override) -> str:
+    """An override that sweeps nothing, as one job's string: ``key=value``, and a deletion
+    without a value as ``~key`` (Hydra's basic sweeper writes ``~key=null``, which deletes the
+    key only where its value is null)."""
+    key = override.get_key_element()
+    if override.is_delete() and override.value() is None:
+        return key
+    return f"{key}={override.get_value_element_as_str()}"
 
-    Hydra has no public sweeper to build on, so this subclasses its internal ``BasicSweeper`` and
-    relies on: ``BasicSweeper.split_arguments(overrides, max_batch_size)``, static, returning
-    batches of override-string lists; and the ``config``, ``hydra_context`` and ``launcher``
-    that ``setup`` stores. ``sweep`` is its own (it launches in stages), through
-    ``self.split_arguments``. ``tests/test_sweeper_pin.py`` fails, saying which, when a Hydra
-    upgrade changes any of them.
+
+def cartesian_jobs(overrides: Sequence[Override]) -> list[list[str]]:
+    """Every job of a command line, as Hydra's basic sweeper expands it: one override string per
+    key (a key given twice keeps its first place and its last value), each sweep (``a=1,2``,
+    ``choice``, ``range``, ``glob``) enumerated, the last key varying fastest.
+
+    >>> parse = OverridesParser.create().parse_overrides
+    >>> cartesian_jobs(parse(["a=1,2", "b=x", "c=range(2)"]))
+    [['a=1', 'b=x', 'c=0'], ['a=1', 'b=x', 'c=1'], ['a=2', 'b=x', 'c=0'], ['a=2', 'b=x', 'c=1']]
+    """
+    values: dict[str, list[str]] = {}
+    for override in overrides:
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            values[key] = [override_string(override)]
+        elif override.is_discrete_sweep():
+            values[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:  # interval(): a search space, not a list of jobs
+            raise ValueError(
+                f"{key}: the suite sweeper enumerates choices, ranges and globs, not "
+                f"{override.value_type.name}"
+            )
+    return [list(job) for job in itertools.product(*values.values())]
+
+
+class SuiteSweeper(Sweeper):
+    """Hydra's basic sweep (the cartesian product of the command line), plus suites,
+    task-fitting globs, dry runs and staged sweeps, on Hydra's public ``Sweeper`` interface.
+
+    ``sweep`` launches in stages through the launcher Hydra's plugin registry builds from the
+    config (``hydra/launcher``), ``max_batch_size`` jobs at a time (None: all).
     """
 
+    def __init__(self, max_batch_size: int | None = None, params: dict | None = None) -> None:
+        if max_batch_size is not None and max_batch_size < 1:
+            raise ValueError(f"suite sweeper: expected max_batch_size >= 1, got {max_batch_size}")
+        self.max_batch_size = max_batch_size
+        self.params = dict(params or {})
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.hydra_context = hydra_context
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
     def sweep(self, arguments: list[str]) -> Any:
-        params = self.config.hydra.sweeper.get("params") or {}
         overrides = self.parser().parse_overrides(
-            [*(f"{key}={value}" for key, value in params.items()), *arguments]
+            [*(f"{key}={value}" for key, value in self.params.items()), *arguments]
         )
         self.next_job = 0
         self.names_taken: Counter[str] = Counter()
@@ -93,23 +141,19 @@ class SuiteSweeper(BasicSweeper):
             return self.tuned_suite(suite, overrides)
         if in_suite and suite.get("select"):
             return self.staged_suite(suite, overrides)
-        jobs = [job for batch in self.split_arguments(overrides, None) for job in batch]
+        jobs = self.jobs(overrides)
         if self.dry_run(jobs):
             return []
         return self.launch(jobs)[1]
 
     # --- expansion -----------------------------------------------------------------------
 
-    def split_arguments(
-        self, overrides: list[Override], max_batch_size: int | None
-    ) -> list[list[list[str]]]:
+    def jobs(self, overrides: list[Override]) -> list[list[str]]:
+        """The jobs of a command line: its suite's, or its own grid."""
         suite = self.config.get("suite")
         if suite and any(o.key_or_group == "suite" for o in overrides):
-            jobs = self.suite_jobs(suite, overrides)
-        else:
-            jobs = self.grid(overrides)
-        size = max_batch_size if max_batch_size and max_batch_size > 0 else max(len(jobs), 1)
-        return [jobs[i : i + size] for i in range(0, len(jobs), size)]
+            return self.suite_jobs(suite, overrides)
+        return self.grid(overrides)
 
     def parser(self) -> OverridesParser:
         # with the config loader, glob() lists the group options the run's search path holds
@@ -145,9 +189,9 @@ class SuiteSweeper(BasicSweeper):
         return list({o.get_key_element(): o for o in [*extra, *overrides]}.values())
 
     def grid(self, overrides: list[Override]) -> list[list[str]]:
-        """The cartesian product, as the basic sweeper makes it, less the jobs a glob over
+        """The cartesian product (:func:`cartesian_jobs`), less the jobs a glob over
         ``loss`` or ``data`` drew that cannot train."""
-        (jobs,) = BasicSweeper.split_arguments(overrides, None)
+        jobs = cartesian_jobs(overrides)
         globbed = {o.key_or_group for o in overrides if o.value_type == ValueType.GLOB_CHOICE_SWEEP}
         if not globbed & FIT_CHECKED_GROUPS:
             return jobs
@@ -224,7 +268,10 @@ class SuiteSweeper(BasicSweeper):
                 self.names_taken[name] += 1
                 unique = name if self.names_taken[name] == 1 else f"{name}-job={number}"
                 job += [f"hydra.sweep.subdir={quoted(unique)}"] if named else []
-            self.validate_batch_is_legal(batch)
+            if not getattr(self.launcher, "composes_every_job_first", False):
+                # Hydra's early check that every job composes, about 0.25 s a job; a launcher
+                # that composes the whole batch before it trains any job makes it itself
+                self.validate_batch_is_legal(batch)
             results = self.launcher.launch(batch, initial_job_idx=self.next_job)
             self.next_job += len(batch)
             for result in results:
@@ -342,7 +389,7 @@ class SuiteSweeper(BasicSweeper):
 
     def search(self, overrides: list[Override]) -> list[Any]:
         """``hparams_search=LOSS``: one search from the command line's job."""
-        (jobs,) = BasicSweeper.split_arguments(overrides, None)
+        jobs = cartesian_jobs(overrides)
         if len(jobs) != 1:
             raise ValueError(
                 "hparams_search: the search picks the values; the command line may not sweep "
@@ -441,4 +488,4 @@ class SuiteSweeper(BasicSweeper):
     @staticmethod
     def as_strings(overrides: list[Override]) -> set[str]:
         """The command line's own overrides, as strings: in every job, so in no variant name."""
-        return {f"{o.get_key_element()}={o.get_value_element_as_str()}" for o in overrides}
+        return {override_string(o) for o in overrides if not o.is_sweep_override()}
