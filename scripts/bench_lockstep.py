@@ -138,6 +138,7 @@ def main() -> None:
     if max(args.ks) > min(len(v) for v in VALUES.values()):
         parser.error(f"--ks: at most {min(len(v) for v in VALUES.values())} variants")
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_lockstep_"))
+    out.mkdir(parents=True, exist_ok=True)
 
     print(f"trainer={args.trainer} repeat={args.repeat} cpus={os.cpu_count()} sweep dirs: {out}")
     print(
