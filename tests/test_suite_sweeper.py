@@ -102,14 +102,11 @@ def test_an_interval_is_refused_with_its_key():
 
 
 def test_hydra_sets_the_sweeper_up_with_the_configured_launcher(make_sweeper):
-    for launcher, expected in (
-        ("basic", "hydra._internal.core_plugins.basic_launcher.BasicLauncher"),
-        ("lockstep", "hydra_plugins.losscmp.lockstep_launcher.LockstepLauncher"),
-    ):
+    for launcher, expected in (("basic", "BasicLauncher"), ("lockstep", "LockstepLauncher")):
         sweeper, cfg, context = make_sweeper(f"hydra/launcher={launcher}", keep_launcher=True)
         assert class_name(sweeper) == f"{SuiteSweeper.__module__}.{SuiteSweeper.__qualname__}"
         assert sweeper.config is cfg and sweeper.hydra_context is context
-        assert class_name(sweeper.launcher) == expected
+        assert type(sweeper.launcher).__name__ == expected
 
 
 def test_a_suite_sweep_launches_each_variant(make_sweeper):
