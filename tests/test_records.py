@@ -114,3 +114,18 @@ def test_status_names_the_tested_weights(make_cfg, tmp_path, overrides, monitor,
         "value": pytest.approx(expected, rel=1e-6),  # float32 scalar vs. the checkpoint's tensor
         "checkpoint": checkpoint,
     }
+
+
+def test_without_the_task_checkpoint_the_last_weights_are_tested(make_cfg, tmp_path):
+    # the trainer's checkpoint callback is then last_checkpoint, which monitors nothing: it has
+    # a path but no best score, and its latest checkpoint holds the weights fit ended with
+    train(make_cfg("~callbacks.checkpoint", "trainer.max_epochs=2"))
+    status = read_status(tmp_path)
+    assert status["status"] == "completed"
+    curve = [value for _, value in read_events(tmp_path)["scalars"]["val/dice"]]
+    assert status["selection"] == {
+        "metric": "val/dice",
+        "value": pytest.approx(curve[-1], rel=1e-6),  # float32 scalar vs. the logged one
+        "checkpoint": "last",
+    }
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists()

@@ -10,6 +10,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import TQDMProgressBar
 from nan_injection import NaNAtStep
+from omegaconf import OmegaConf
 
 from train import train
 from trainer.config import ConfigError, callback_nodes
@@ -53,6 +54,19 @@ def test_default_run_logs_everything(make_cfg, tmp_path: Path):
         "grad": 0,
         "param": 0,
     }
+
+
+CALLBACKS = list(OmegaConf.load(Path(__file__).parents[1] / "conf/callbacks/default.yaml"))
+
+
+@pytest.mark.parametrize("name", CALLBACKS)
+def test_a_run_completes_without_any_one_callback(make_cfg, tmp_path: Path, name: str):
+    # a user's ~callbacks.<name>: the run still trains, tests and says what it tested
+    metrics = train(make_cfg(f"~callbacks.{name}", "trainer.max_epochs=2"))
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["status"] == "completed", status.get("error")
+    assert status["metrics"]["test/dice"] == pytest.approx(metrics["test/dice"])
+    assert status["selection"]["value"] is not None
 
 
 @pytest.mark.parametrize("shown", [True, False])

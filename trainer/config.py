@@ -150,6 +150,11 @@ def register_resolvers() -> None:
 
 def weights_to_test(checkpoint: ModelCheckpoint | None, which: str) -> str | None:
     """``best`` -> the ``checkpoint`` callback's best checkpoint, if validation ever ran; ``last``
-    (or no best) -> the weights in memory, which are the last ones."""
-    best = getattr(checkpoint, "best_model_path", "")
+    (or no best) -> the weights in memory, which are the last ones.
+
+    A checkpoint callback that monitors nothing (``callbacks.checkpoint`` removed, so the trainer's
+    first checkpoint callback is ``last_checkpoint``) has no best: its "best" is the latest."""
+    if checkpoint is None or checkpoint.monitor is None:
+        return None
+    best = checkpoint.best_model_path
     return best if which == "best" and best else None
