@@ -122,6 +122,25 @@ def test_lockstep_variants_follow_their_sequential_runs(make_cfg, tmp_path: Path
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_accumulated_gradients_follow_their_sequential_runs(make_cfg, tmp_path, precision):
+    # all but the last variant run their backward pass inside the lockstep step: their losses
+    # are divided as Lightning divides the last one's, their gradients cleared where it clears
+    # them (3 batches an epoch: the second window of each epoch holds one batch); in float32
+    # and under bf16 autocast (which a CPU runs too)
+    common = [
+        "data=regression",
+        "+trainer.accumulate_grad_batches=2",
+        f"trainer.precision={precision}",
+        *TWO_EPOCHS,
+    ]
+    variants = [["loss=mse"], ["loss=l1"], ["loss=huber"]]
+    for seq, ls in run_both(make_cfg, tmp_path, common, variants):
+        assert without_perf(status(ls)["metrics"]) == without_perf(status(seq)["metrics"])
+        assert_same_checkpoint(seq, ls, "last.ckpt")
+
+
+@pytest.mark.slow
 def test_a_nonfinite_variant_keeps_its_incidents_to_itself(make_cfg, tmp_path: Path):
     # saturated logits: the naive log(sigmoid) BCE goes non-finite, the stable form does not
     common = ["debug=saturate", "trainer.limit_train_batches=6", "trainer.log_every_n_steps=1"]
