@@ -10,7 +10,8 @@ launcher (K sequential jobs in one process) and once with ``hydra/launcher=locks
 time is the whole process (start-up, every job's config and run dir, training, validation,
 test, the comparison report) and the peak memory is the process's maximum resident set
 (``os.wait4``). The ratio is sequential / lockstep time, both measured in this run; with
-``--repeat N`` each side is measured N times and the fastest kept (a 2-core CPU is noisy).
+``--repeat N`` each side is measured N times, the two sides taking turns, and the fastest kept
+(a 2-core CPU is noisy: the same sweep's time varies by 20% and more from one run to the next).
 "Lockstep used" says whether the lockstep run's log shows all K jobs trained in one group.
 The last line is ``regression K=8: lockstep <ratio>x sequential``.
 
@@ -158,8 +159,9 @@ def main() -> None:
                 *QUIET,
             ]
             best: dict[str, tuple[float, float, str]] = {}
-            for launcher in ("basic", "lockstep"):
-                for attempt in range(args.repeat):
+            # the two sides alternate, so a machine that slows down for a while slows both
+            for attempt in range(args.repeat):
+                for launcher in ("basic", "lockstep"):
                     measured = run_sweep(
                         [*common, f"hydra/launcher={launcher}"],
                         out / f"{name}-K{k}-{launcher}-{attempt}",

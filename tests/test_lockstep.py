@@ -124,10 +124,9 @@ def test_lockstep_variants_follow_their_sequential_runs(make_cfg, tmp_path: Path
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 def test_accumulated_gradients_follow_their_sequential_runs(make_cfg, tmp_path, precision):
-    # all but the last variant run their backward pass inside the lockstep step: their losses
-    # are divided as Lightning divides the last one's, their gradients cleared where it clears
-    # them (3 batches an epoch: the second window of each epoch holds one batch); in float32
-    # and under bf16 autocast (which a CPU runs too)
+    # Lightning divides the group's summed loss by accumulate_grad_batches and clears every
+    # variant's gradients once a window (3 batches an epoch: each epoch's second window holds
+    # one batch); in float32 and under bf16 autocast (which a CPU runs too)
     common = [
         "data=regression",
         "+trainer.accumulate_grad_batches=2",
