@@ -194,7 +194,7 @@ class LockstepExperiment(L.LightningModule):
         The models share no parameter, so the sum's backward pass gives each model the gradients
         of its own loss. It holds the K graphs (activations) at once; a backward pass per variant
         right after its forward would hold one, and measured on this 2-core CPU it made the
-        sweep slower (8 U-Nets: peak memory 2.8 GB down to 1.9 GB, but a 4-U-Net lockstep sweep
+        sweep slower (8 U-Nets: peak memory 2761 MiB down to 1924 MiB, but a 4-U-Net lockstep sweep
         took 62-64 s instead of 54-59 s, two runs each, interleaved).
         """
         active = self._active()
