@@ -67,6 +67,8 @@ def test_a_run_completes_without_any_one_callback(make_cfg, tmp_path: Path, name
     assert status["status"] == "completed", status.get("error")
     assert "test/dice" in status["metrics"]
     assert status["selection"]["value"] is not None
+    # without the task checkpoint nothing picks a best epoch: the last weights are tested
+    assert status["selection"]["checkpoint"] == ("last" if name == "checkpoint" else "best")
 
 
 @pytest.mark.parametrize("shown", [True, False])
