@@ -13,6 +13,13 @@ test, the comparison report) and the peak memory is the process's maximum reside
 ``--repeat N`` each side is measured N times, the two sides taking turns, and the fastest kept
 (a 2-core CPU is noisy: the same sweep's time varies by 20% and more from one run to the next).
 "Lockstep used" says whether the lockstep run's log shows all K jobs trained in one group.
+
+Both sides also pay a start-up that no launcher can shorten: Python, the imports (Lightning
+brings in torchmetrics, torchvision and scipy), composing the command line and expanding the
+sweep. It is measured as the same command with ``dry_run=true`` (everything up to launching the
+jobs), fastest of ``--repeat``. "After start-up" is the ratio of the two sides' times less the
+start-up; "ceiling" is sequential / start-up, the whole-process ratio a lockstep sweep would
+reach if its jobs took no time at all, an upper bound on the ratio column.
 The last line is ``regression K=8: lockstep <ratio>x sequential``.
 
 ``--stacking`` first times the choice the lockstep module makes, running the K models one after
@@ -88,6 +95,11 @@ def run_sweep(overrides: list[str], sweep_dir: Path) -> tuple[float, float, str]
     return wall, usage.ru_maxrss / 1024, text
 
 
+def start_up(overrides: list[str], sweep_dir: Path) -> float:
+    """Wall seconds of the sweep's command as a dry run: start-up, composition and expansion."""
+    return run_sweep([*overrides, "dry_run=true"], sweep_dir)[0]
+
+
 def stacking_check(k: int = 8, steps: int = 200) -> None:
     """Seconds per step of K MLPs run one after another vs stacked under ``vmap``."""
     import torch
@@ -143,8 +155,9 @@ def main() -> None:
 
     print(f"trainer={args.trainer} repeat={args.repeat} cpus={os.cpu_count()} sweep dirs: {out}")
     print(
-        f"{'case':<17}{'K':>3}{'sequential s':>14}{'lockstep s':>12}{'seq MiB':>9}"
-        f"{'lockstep MiB':>14}  {'lockstep used':<14}{'ratio':>7}"
+        f"{'case':<17}{'K':>3}{'sequential s':>14}{'lockstep s':>12}{'start-up s':>12}"
+        f"{'seq MiB':>9}{'lockstep MiB':>14}  {'lockstep used':<14}{'ratio':>7}"
+        f"{'after start-up':>16}{'ceiling':>9}"
     )
     last = None
     for name in args.cases:
@@ -159,6 +172,10 @@ def main() -> None:
                 *QUIET,
             ]
             best: dict[str, tuple[float, float, str]] = {}
+            fixed = min(
+                start_up(common, out / f"{name}-K{k}-dry-{attempt}")
+                for attempt in range(args.repeat)
+            )
             # the two sides alternate, so a machine that slows down for a while slows both
             for attempt in range(args.repeat):
                 for launcher in ("basic", "lockstep"):
@@ -171,9 +188,11 @@ def main() -> None:
             (seq_s, seq_mib, _), (ls_s, ls_mib, ls_log) = best["basic"], best["lockstep"]
             used = "yes" if ls_log.count("in lockstep:") == k else "no"
             ratio = seq_s / ls_s
+            # a noisy dry run can outlast a short sweep: then there is no ratio to give
+            after = f"{(seq_s - fixed) / (ls_s - fixed):.2f}x" if ls_s > fixed else "n/a"
             print(
-                f"{name:<17}{k:>3}{seq_s:>14.1f}{ls_s:>12.1f}{seq_mib:>9.0f}{ls_mib:>14.0f}  "
-                f"{used:<14}{ratio:>6.2f}x",
+                f"{name:<17}{k:>3}{seq_s:>14.1f}{ls_s:>12.1f}{fixed:>12.1f}{seq_mib:>9.0f}"
+                f"{ls_mib:>14.0f}  {used:<14}{ratio:>6.2f}x{after:>16}{seq_s / fixed:>8.2f}x",
                 flush=True,
             )
             if name == "regression" and k == 8:
