@@ -10,6 +10,7 @@ import torch
 from conftest import read_events
 from hydra.utils import instantiate
 
+from losses.segmentation import BCEWithLogitsLoss as BCE
 from train import train
 from trainer.callbacks import NonFiniteError, NonFiniteGuard
 from trainer.module import LossExperiment
@@ -55,25 +56,66 @@ class Snapshot(L.Callback):
             self.after = self._state(pl_module, trainer)
 
 
-def fit_with_injected_nan(
-    cfg, policy: str, tmp_path: Path, precision: str = "32-true"
-) -> tuple[NonFiniteGuard, Snapshot, L.Trainer]:
+class SpoilParameter(L.Callback):
+    """Makes one parameter NaN after the optimizer step of batch ``after_batch`` (-1: before the
+    fit): a stand-in for an update that overflows. ``name`` is a model weight, which the next
+    forward pass turns into a NaN loss, or ``spare``, a parameter outside the forward pass, which
+    only the parameter check can see."""
+
+    def __init__(self, name: str, after_batch: int) -> None:
+        self.name = name
+        self.after_batch = after_batch
+
+    def _spoil(self, pl_module) -> None:
+        with torch.no_grad():
+            pl_module.get_parameter(self.name).view(-1)[0] = float("nan")
+
+    def on_fit_start(self, trainer, pl_module):
+        if self.after_batch == -1:
+            self._spoil(pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx == self.after_batch:
+            self._spoil(pl_module)
+
+
+def fit_guarded(
+    cfg,
+    loss,
+    policy: str,
+    tmp_path: Path,
+    precision: str = "32-true",
+    callbacks: tuple[L.Callback, ...] = (),
+    log_every_n_steps: int = 50,
+) -> tuple[NonFiniteGuard, L.Trainer]:
+    """Six training steps of the segmentation U-Net with ``loss`` under a guard of ``policy``;
+    the module has a ``spare`` parameter the forward pass does not use."""
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, in_channels=1, image_size=32)
-    module = LossExperiment(model, NaNAtStep(), Segmentation(), instantiate(cfg.optimizer))
-    guard, snapshot = NonFiniteGuard(policy=policy), Snapshot()
+    module = LossExperiment(model, loss, Segmentation(), instantiate(cfg.optimizer))
+    module.spare = torch.nn.Parameter(torch.zeros(3))
+    guard = NonFiniteGuard(policy=policy)
     trainer = L.Trainer(
         default_root_dir=tmp_path,
         precision=precision,
         max_epochs=1,
         limit_train_batches=6,
         limit_val_batches=0,
-        callbacks=[guard, snapshot],
+        log_every_n_steps=log_every_n_steps,
+        callbacks=[guard, *callbacks],
         logger=False,
         enable_progress_bar=False,
         enable_checkpointing=False,
     )
     trainer.fit(module, datamodule=datamodule)
+    return guard, trainer
+
+
+def fit_with_injected_nan(
+    cfg, policy: str, tmp_path: Path, precision: str = "32-true"
+) -> tuple[NonFiniteGuard, Snapshot, L.Trainer]:
+    snapshot = Snapshot()
+    guard, trainer = fit_guarded(cfg, NaNAtStep(), policy, tmp_path, precision, (snapshot,))
     return guard, snapshot, trainer
 
 
@@ -110,6 +152,38 @@ def test_raise_names_the_step_and_kinds(make_cfg, tmp_path):
         NonFiniteError, match=f"non-finite loss and grad at step {BAD_STEP} \\(nan_policy=raise\\)"
     ):
         fit_with_injected_nan(make_cfg("data.n_train=128"), "raise", tmp_path)
+
+
+def test_a_weight_spoilt_by_an_update_stops_a_skip_run_at_the_next_step(make_cfg, tmp_path):
+    # the weight is not checked every step; its NaN reaches the loss, and that brings the check
+    spoil = SpoilParameter("model.head.weight", after_batch=2)
+    guard, trainer = fit_guarded(
+        make_cfg("data.n_train=128"), BCE(), "skip", tmp_path, callbacks=(spoil,)
+    )
+    assert guard.incidents == [{"step": 3, "kinds": ["loss", "grad", "param"], "action": "stop"}]
+    assert (
+        guard.stop_reason == "parameters became non-finite at step 3: skipping cannot repair them"
+    )
+    assert trainer.global_step == 4
+
+
+@pytest.mark.parametrize(("after_batch", "found_at"), [(-1, 0), (1, 4)])
+def test_parameters_are_checked_before_the_first_step_and_on_the_logging_cadence(
+    make_cfg, tmp_path, after_batch, found_at
+):
+    # a NaN the loss cannot show: found before the first step, or before the step Lightning
+    # logs next (log_every_n_steps=5: the fifth, index 4), not at the steps in between
+    spoil = SpoilParameter("spare", after_batch)
+    guard, _ = fit_guarded(
+        make_cfg("data.n_train=128"),
+        BCE(),
+        "stop",
+        tmp_path,
+        callbacks=(spoil,),
+        log_every_n_steps=5,
+    )
+    assert guard.incidents == [{"step": found_at, "kinds": ["param"], "action": "stop"}]
+    assert guard.counts == {"loss": 0, "grad": 0, "param": 1}
 
 
 def test_bad_policy_is_rejected():

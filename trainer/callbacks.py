@@ -8,6 +8,7 @@ which sees only that variant through ``pl_module.scope(variant)``.
 """
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -54,11 +55,19 @@ def variant_state_key(key: str, variant: int) -> str:
 
 
 class NonFiniteGuard(VariantCallback):
-    """Checks the loss, the gradients and the parameters before every optimizer step.
+    """Checks the loss, the gradients and the parameters before the optimizer steps.
 
-    All three checks cost one host sync per step: the loss, the total gradient norm and the total
-    parameter norm are tested together (a norm is finite exactly when every element is). The
-    gradient norm (before clipping) is logged too, since it is computed anyway.
+    Before every step, the loss and the total gradient norm (a norm is finite only when every
+    element is) are tested together, in one host read of their sum. The parameters are tested
+    before the fit's first step (weights from an initialisation or a checkpoint), on Lightning's
+    logging cadence and at every step whose loss or gradients look non-finite, not before every
+    step: they change only through optimizer steps, a step with non-finite gradients is not
+    taken, and one with finite gradients leaves finite parameters finite (AdamW's update is
+    bounded by a multiple of its learning rate; SGD's overflows only for values near float32's
+    limit), while reading every parameter costs as much as the rest of the guard. A parameter
+    that still turns non-finite between those checks makes the next forward pass, and so the
+    loss, non-finite, which brings the check. The gradient norm (before clipping) is logged too,
+    since it is computed anyway.
 
     Policies, applied when anything is NaN/Inf:
 
@@ -101,36 +110,51 @@ class NonFiniteGuard(VariantCallback):
     ) -> None:
         if not pl_module.is_active(self.variant):
             return
-        scope = self.scope(pl_module)
-        params = self.params
-        grads = [p.grad for p in params if p.grad is not None]
+        logs = lightning_logs_this_step(trainer)
+        grads = [p.grad for p in self.params if p.grad is not None]
+        last_loss = self.experiment.last_loss
         with torch.no_grad():
-            grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
-            param_norm = torch.nn.utils.get_total_norm(params)
-            last_loss = scope.experiment.last_loss
-            loss = last_loss if last_loss is not None else torch.zeros(())
-            flags = torch.stack([~loss.isfinite(), ~grad_norm.isfinite(), ~param_norm.isfinite()])
-            # summed over ranks under DDP, so every rank takes the same decision
-            flags = trainer.strategy.reduce(flags.float(), reduce_op="sum")
-            flags = flags.cpu().tolist()  # the one host sync of the guard
-        bad = [kind for kind, flag in zip(KINDS, flags, strict=True) if flag > 0]
+            if grads:
+                grad_norm = torch.nn.utils.get_total_norm(grads)
+            else:
+                grad_norm = torch.zeros((), device=pl_module.device)
+            loss = torch.zeros_like(grad_norm) if last_loss is None else last_loss.float()
+            # the sum is finite when both are; one that overflows is sorted out below
+            suspect = not self._finite(trainer, loss + grad_norm)
+            bad: list[str] = []
+            if suspect or logs or self.check_params:
+                param_norm = torch.nn.utils.get_total_norm(self.params)
+                flags = torch.stack(
+                    [~loss.isfinite(), ~grad_norm.isfinite(), ~param_norm.isfinite()]
+                )
+                # summed over ranks under DDP, so every rank takes the same decision
+                flags = trainer.strategy.reduce(flags.float(), reduce_op="sum").cpu().tolist()
+                bad = [kind for kind, flag in zip(KINDS, flags, strict=True) if flag > 0]
+                self.check_params = False
         if bad:
-            self._handle(trainer, scope, params, bad)
+            self._handle(trainer, self.scope(pl_module), bad)
         else:
             self.consecutive = 0
-        if bad or lightning_logs_this_step(trainer):
+        if bad or logs:
             # straight to the loggers, at the step Lightning gives this batch: on Lightning's
             # cadence, and at every incident off it (a value given to `log` off the cadence is
             # never written). Not through `log`, whose per-value bookkeeping costs more than the
             # guard's checks; the run's final counts come from `logged_counts`.
             values = {"train/grad_norm": float(grad_norm), **self.logged_counts()}
-            for logger in scope.loggers:
+            for logger in self.scope(pl_module).loggers:
                 logger.log_metrics(values, step=trainer.global_step)
 
+    @staticmethod
+    def _finite(trainer: L.Trainer, value: torch.Tensor) -> bool:
+        """Whether ``value`` is finite on every rank: the one host read of a step."""
+        return math.isfinite(trainer.strategy.reduce(value, reduce_op="sum").item())
+
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # the experiment's parameters, once (walking the module tree costs as much as the
+        # the experiment and its parameters, once (walking the module tree costs as much as the
         # checks): the optimizer's in a sequential run, one variant's group in a lockstep run
-        self.params = list(self.scope(pl_module).experiment.parameters())
+        self.experiment = self.scope(pl_module).experiment
+        self.params = list(self.experiment.parameters())
+        self.check_params = True
 
     def logged_counts(self) -> dict[str, float]:
         counts = {f"nonfinite/{kind}": float(n) for kind, n in self.counts.items()}
@@ -138,9 +162,7 @@ class NonFiniteGuard(VariantCallback):
         counts["nonfinite/first_step"] = float(-1 if self.first_step is None else self.first_step)
         return counts
 
-    def _handle(
-        self, trainer: L.Trainer, scope: Scope, params: list[torch.Tensor], bad: list[str]
-    ) -> None:
+    def _handle(self, trainer: L.Trainer, scope: Scope, bad: list[str]) -> None:
         step = trainer.global_step
         for kind in bad:
             self.counts[kind] += 1
@@ -153,7 +175,7 @@ class NonFiniteGuard(VariantCallback):
                 f"non-finite {' and '.join(bad)} at step {step} (nan_policy=raise)"
             )
         # no gradient: the optimizer step leaves these parameters and their state as they are
-        for param in params:
+        for param in self.params:
             param.grad = None
         self.skipped += 1
         if self.policy == "skip" and "param" not in bad and self.consecutive < self.max_consecutive:
