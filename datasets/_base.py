@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from losses._core import check_range
+from losses.checks import check_range
 
 BatchTransform = Callable[[Tensor], Tensor]
 SPLITS = ("train", "val", "test")
@@ -82,8 +82,8 @@ class EpochShuffle(Sampler[int]):
 class InMemoryDataModule(L.LightningDataModule):
     """Base of every datamodule: splits built once, batched loaders, task metadata.
 
-    Subclasses set ``task`` (one of ``losses._core.TASKS``) and ``name`` (the config's name, which
-    starts every error message) and implement ``build_splits``, which returns the train,
+    Subclasses set ``task`` (a name in ``trainer.tasks.TASKS``) and ``name`` (the config's name,
+    which starts every error message) and implement ``build_splits``, which returns the train,
     validation and test :class:`TensorBatches`. ``data_stats`` exposes what a loss may need from
     the training split (``class_counts``) and ``model_inputs`` what a model needs from the data;
     ``train.py`` fills both into the configs left null (``trainer.config.instantiate_with_data``).

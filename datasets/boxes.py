@@ -18,7 +18,7 @@ from torch import Tensor
 
 from datasets._base import SyntheticDataModule
 from datasets._render import cached
-from losses._core import check_range
+from losses.checks import check_range
 
 
 @cached

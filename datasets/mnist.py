@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from datasets._base import InMemoryDataModule, TensorBatches
-from losses._core import check_range
+from losses.checks import check_range
 
 # role -> file name stem, in the order the files are decoded
 FILES = {

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from datasets._base import SyntheticDataModule
 from datasets._render import cached
-from losses._core import check_range
+from losses.checks import check_range
 
 MIN_FEATURES = 8  # f uses the first eight inputs
 

@@ -37,7 +37,7 @@ from torch import Tensor
 
 from datasets._base import SyntheticDataModule
 from datasets._render import GENERATION_CHUNK, cached, in_chunks, pixel_grid
-from losses._core import check_range
+from losses.checks import check_range
 
 SOURCES = ("shapes", "mnist", "fashion_mnist")
 NOISES = ("gaussian", "salt_pepper", "mixed")

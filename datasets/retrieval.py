@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from datasets._base import InMemoryDataModule, TensorBatches, keep_batch
 from datasets._render import GENERATION_CHUNK, cached, pixel_grid
-from losses._core import check_range
+from losses.checks import check_range
 
 SOURCES = ("glyphs", "mnist", "fashion_mnist")
 GLYPH_SIZE = 28  # canvas side, as MNIST

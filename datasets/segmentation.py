@@ -14,7 +14,7 @@ from torch import Tensor
 
 from datasets._base import SyntheticDataModule
 from datasets._render import cached, in_chunks, pixel_grid
-from losses._core import check_range
+from losses.checks import check_range
 
 
 def _disks(yy: Tensor, xx: Tensor, centers: Tensor, radii: Tensor, present: Tensor) -> Tensor:

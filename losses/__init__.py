@@ -1,3 +1,2 @@
-"""The losses: one module per family, the shared contract (base module, checks) in ``_core``."""
-
-__all__: list[str] = []
+"""The losses: one module per family; the shared contract in ``base`` (the base module, the one
+reduction) and ``checks`` (the input checks, which ``datasets`` shares)."""

@@ -12,16 +12,8 @@ zero-area boxes are fine.
 import torch
 from torch import Tensor
 
-from losses._core import (
-    Loss,
-    check_float,
-    check_range,
-    check_reduction,
-    check_same_shape,
-    describe,
-    reduce,
-    values_checkable,
-)
+from losses.base import Loss, check_reduction, reduce
+from losses.checks import check_float, check_range, check_same_shape, describe, values_checkable
 
 __all__ = ["GIoU", "check_giou", "giou"]
 

@@ -10,15 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from losses._core import (
-    Loss,
+from losses.base import Loss, check_reduction, reduce
+from losses.checks import (
     check_class_target,
     check_class_values,
     check_range,
-    check_reduction,
     check_same_shape,
     describe,
-    reduce,
     values_checkable,
 )
 

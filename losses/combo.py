@@ -9,7 +9,8 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
-from losses._core import Loss, describe
+from losses.base import Loss
+from losses.checks import describe
 
 __all__ = ["Combo", "check_combo", "combo", "shared_tasks"]
 

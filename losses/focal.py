@@ -31,15 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from losses._core import (
-    Loss,
+from losses.base import Loss, check_reduction, reduce
+from losses.checks import (
     check_binary_target,
     check_class_target,
     check_class_values,
     check_range,
-    check_reduction,
     describe,
-    reduce,
     values_checkable,
 )
 

@@ -17,7 +17,8 @@ far out is 1 while Huber's is delta.
 import torch.nn.functional as F
 from torch import Tensor
 
-from losses._core import Loss, check_float, check_range, check_reduction, check_same_shape, reduce
+from losses.base import Loss, check_reduction, reduce
+from losses.checks import check_float, check_range, check_same_shape
 
 __all__ = [
     "L1",

@@ -39,15 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from losses._core import (
-    Loss,
-    check_float,
-    check_range,
-    check_reduction,
-    check_same_shape,
-    describe,
-    reduce,
-)
+from losses.base import Loss, check_reduction, reduce
+from losses.checks import check_float, check_range, check_same_shape, describe
 
 __all__ = [
     "MSSSIML1",

@@ -24,14 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from losses._core import (
-    Loss,
-    check_binary_target,
-    check_range,
-    check_reduction,
-    reduce,
-    values_checkable,
-)
+from losses.base import Loss, check_reduction, reduce
+from losses.checks import check_binary_target, check_range, values_checkable
 
 __all__ = [
     "BCEWithLogitsLoss",

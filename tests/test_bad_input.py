@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from losses._core import values_checkable
+from losses.checks import values_checkable
 from losses.classification import CrossEntropy
 from train import train
 from trainer.cli import one_line, unknown_choice

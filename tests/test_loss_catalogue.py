@@ -11,7 +11,7 @@ import pytest
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
-from losses._core import Loss
+from losses.base import Loss
 from trainer.config import declared_tasks
 
 ROOT = Path(__file__).resolve().parent.parent

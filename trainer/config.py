@@ -12,7 +12,7 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from losses._core import Loss
+from losses.base import Loss
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 

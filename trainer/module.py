@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from losses._core import Loss
+from losses.base import Loss
 from trainer.config import instantiate_with_data
 from trainer.tasks.base import Task
 

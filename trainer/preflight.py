@@ -5,7 +5,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from losses._core import value_checks
+from losses.checks import value_checks
 from trainer.config import ConfigError, check_loss_fits
 
 

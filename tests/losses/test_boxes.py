@@ -8,7 +8,7 @@ import torch
 from torchvision.ops import generalized_box_iou_loss
 
 from losses import boxes
-from losses._core import Loss
+from losses.base import Loss
 from losses.boxes import GIoU, giou
 
 

@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from losses import segmentation as seg
-from losses._core import Loss
+from losses.base import Loss
 from losses.combo import Combo, combo
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "loss"

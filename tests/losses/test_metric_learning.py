@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from losses import metric_learning
-from losses._core import Loss
+from losses.base import Loss
 from losses.metric_learning import (
     Contrastive,
     HingeEmbedding,

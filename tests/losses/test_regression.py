@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from losses import regression
-from losses._core import Loss
+from losses.base import Loss
 from losses.regression import L1, MSE, Huber, SmoothL1, huber, smooth_l1
 
 

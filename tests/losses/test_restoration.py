@@ -10,7 +10,7 @@ from torchmetrics.functional.image import multiscale_structural_similarity_index
 from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
 
 from losses import restoration
-from losses._core import Loss
+from losses.base import Loss
 from losses.restoration import (
     MSSSIML1,
     SSIML1,

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from torchmetrics.functional.classification import binary_f1_score, binary_jaccard_index
 
 from losses import segmentation as seg
-from losses._core import Loss
+from losses.base import Loss
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "loss"
 

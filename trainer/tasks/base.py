@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 from torchmetrics import MetricCollection
 
-from losses._core import Loss
+from losses.base import Loss
 from trainer.metrics import ThresholdCounts
 
 MODES = ("max", "min")

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from torch import Tensor
 from torchmetrics import MetricCollection
 
-from losses._core import Loss
+from losses.base import Loss
 from trainer.metrics import RetrievalMetrics
 from trainer.tasks.base import Task, generators, logits, register
 

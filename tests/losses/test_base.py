@@ -11,10 +11,11 @@ import torch
 from omegaconf import OmegaConf
 
 import losses
-import losses._core as core
+import losses.checks as checks
 from losses import classification, combo, focal, segmentation
-from losses._core import Loss, check_binary_target, check_class_values, value_checks
-from losses._core import values_checkable as checkable
+from losses.base import Loss
+from losses.checks import check_binary_target, check_class_values, value_checks
+from losses.checks import values_checkable as checkable
 from trainer.config import instantiate_with_data
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "loss"
@@ -46,7 +47,7 @@ DEFAULT_FILLED_LATER = {
 
 def _as_if_on_an_accelerator(monkeypatch):
     """CPU tensors stand in for an accelerator's: the device test says "not CPU"."""
-    monkeypatch.setattr(core, "_on_cpu", lambda tensor: False)
+    monkeypatch.setattr(checks, "_on_cpu", lambda tensor: False)
 
 
 # ---- when values are checked ---------------------------------------------------------------
@@ -237,7 +238,7 @@ class _Scaled(Loss):
 
     @staticmethod
     def check(*, scale: float) -> None:
-        core.check_range("scaled", "scale", scale, 0.0, low_open=True)
+        checks.check_range("scaled", "scale", scale, 0.0, low_open=True)
 
     @staticmethod
     def function(input, target, *, scale: float = 1.0):
