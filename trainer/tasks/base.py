@@ -42,6 +42,11 @@ class Task:
     # metrics of the collection whose results are not scalars (a matrix, a sample) and only feed
     # ``figures``: ``scalars`` leaves them out
     picture_metrics: ClassVar[tuple[str, ...]] = ()
+    # the loss a comparison report takes as its baseline when a suite names none (the task's
+    # textbook loss), or None when the task has no single plain loss
+    plain_loss: ClassVar[str | None] = None
+    # validation metrics (without the split prefix) the report draws beside the ranking metric
+    curve_metrics: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def from_datamodule(cls, datamodule: Any) -> "Task":

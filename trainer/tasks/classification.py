@@ -30,6 +30,8 @@ class Classification(Task):
 
     name = "classification"
     monitor = "acc"
+    plain_loss = "ce"
+    curve_metrics = ("balanced_acc", "min_recall")
     picture_metrics = ("confusion_matrix", "reliability")
 
     def __init__(self, num_classes: int, class_names: Sequence[str]) -> None:

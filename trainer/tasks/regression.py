@@ -21,6 +21,7 @@ class Regression(Task):
     name = "regression"
     monitor = "mae"
     mode = "min"
+    plain_loss = "mse"
     picture_metrics = ("sample",)
 
     def metrics(self) -> MetricCollection:

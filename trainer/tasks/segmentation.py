@@ -39,6 +39,7 @@ class Segmentation(Task):
 
     name = "segmentation"
     monitor = "dice"
+    plain_loss = "bce"
 
     def metrics(self) -> MetricCollection:
         return MetricCollection(
