@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from trainer.cli import command_line_error, one_line
-from trainer.config import callback_nodes, register_resolvers, weights_to_test
+from trainer.config import register_resolvers
 from trainer.module import LossExperiment
 from trainer.preflight import check_run, preflight
 from trainer.records import (
@@ -36,8 +36,9 @@ from trainer.records import (
     tolerate_logger_failures,
     variant_hparams,
 )
+from trainer.run import callback_nodes, weights_to_test
+from trainer.search.trials import objective
 from trainer.tasks import build_task
-from trainer.tuning import objective
 
 register_resolvers()
 log = logging.getLogger(__name__)

@@ -13,7 +13,8 @@ from nan_injection import NaNAtStep
 from omegaconf import OmegaConf
 
 from train import train
-from trainer.config import ConfigError, callback_nodes
+from trainer.config import ConfigError
+from trainer.run import callback_nodes
 
 
 def test_default_run_logs_everything(make_cfg, tmp_path: Path):

@@ -15,7 +15,10 @@ from omegaconf import OmegaConf
 from test_staged_select import TINY_REGRESSION
 from test_sweep import ROOT, run_train
 
-from trainer import tuning
+from trainer.search import pruning as search_pruning
+from trainer.search import space as search_space
+from trainer.search import study as search_study
+from trainer.search import trials as search_trials
 
 TINY_SEGMENTATION = [
     "debug=quick",
@@ -30,19 +33,19 @@ TINY_SEGMENTATION = [
 
 def focal_space() -> dict:
     cfg = OmegaConf.load(ROOT / "conf" / "hparams_search" / "focal.yaml")
-    return tuning.space_of(cfg.hparams_search.space)
+    return search_space.space_of(cfg.hparams_search.space)
 
 
 def test_focal_alpha_is_a_range_or_null_drawn_only_when_on():
     space = focal_space()
     assert set(space) == {"loss.gamma", "loss.alpha"}  # the LR comes through the defaults
     off = optuna.trial.FixedTrial({"loss.gamma": 2.0, "loss.alpha is null": True})
-    assert tuning.suggest(off, space) == {"loss.gamma": 2.0, "loss.alpha": None}
+    assert search_space.suggest(off, space) == {"loss.gamma": 2.0, "loss.alpha": None}
     on = optuna.trial.FixedTrial(
         {"loss.gamma": 1.0, "loss.alpha is null": False, "loss.alpha": 0.3}
     )
-    assert tuning.suggest(on, space) == {"loss.gamma": 1.0, "loss.alpha": 0.3}
-    assert tuning.as_overrides({"loss.gamma": 1.0, "loss.alpha": None}) == [
+    assert search_space.suggest(on, space) == {"loss.gamma": 1.0, "loss.alpha": 0.3}
+    assert search_space.as_overrides({"loss.gamma": 1.0, "loss.alpha": None}) == [
         "loss.gamma=1.0",
         "loss.alpha=null",
     ]
@@ -50,17 +53,17 @@ def test_focal_alpha_is_a_range_or_null_drawn_only_when_on():
 
 def test_a_parameter_with_when_is_drawn_only_under_its_condition():
     cfg = OmegaConf.load(ROOT / "conf" / "hparams_search" / "class_weighted_ce.yaml")
-    space = tuning.space_of(cfg.hparams_search.space)
+    space = search_space.space_of(cfg.hparams_search.space)
     log_scheme = optuna.trial.FixedTrial({"loss.scheme": "log"})
-    assert tuning.suggest(log_scheme, space) == {"loss.scheme": "log"}
+    assert search_space.suggest(log_scheme, space) == {"loss.scheme": "log"}
     effective = optuna.trial.FixedTrial({"loss.scheme": "effective", "loss.beta": 0.99})
-    assert tuning.suggest(effective, space) == {"loss.scheme": "effective", "loss.beta": 0.99}
+    assert search_space.suggest(effective, space) == {"loss.scheme": "effective", "loss.beta": 0.99}
 
 
 def test_every_named_loss_has_a_space_that_composes_with_the_learning_rate(make_cfg):
     for loss in ("focal", "tversky", "huber", "smooth_l1", "class_weighted_ce", "dice", "triplet"):
         cfg = make_cfg(f"hparams_search={loss}", tiny=False)
-        space = tuning.space_of(cfg.hparams_search.space)
+        space = search_space.space_of(cfg.hparams_search.space)
         assert space["optimizer.lr"].log and "loss" in {k.split(".")[0] for k in space}, loss
         assert cfg.hydra.runtime.choices.loss == loss
         for key in space:  # every searched key exists in the loss's or optimizer's config
@@ -68,18 +71,23 @@ def test_every_named_loss_has_a_space_that_composes_with_the_learning_rate(make_
 
 
 def test_edge_warnings_on_linear_and_log_ranges():
-    space = tuning.space_of(
+    space = search_space.space_of(
         OmegaConf.create(
             {"a": {"low": 0.0, "high": 10.0}, "lr": {"low": 1e-4, "high": 1e-2, "log": True}}
         )
     )
     # 0.4 is within 5 % of [0, 10]; on the log range, 1.2e-4 is 4 % of the way up, 5e-4 is 35 %
-    assert [w.split("=")[0] for w in tuning.at_edge(space, {"a": 0.4, "lr": 1.2e-4})] == ["a", "lr"]
-    assert tuning.at_edge(space, {"a": 5.0, "lr": 5e-4}) == []
-    assert tuning.at_edge(space, {"a": 9.6, "lr": 9.5e-3})[0].startswith("a=9.6 is at the edge")
+    assert [w.split("=")[0] for w in search_space.at_edge(space, {"a": 0.4, "lr": 1.2e-4})] == [
+        "a",
+        "lr",
+    ]
+    assert search_space.at_edge(space, {"a": 5.0, "lr": 5e-4}) == []
+    assert search_space.at_edge(space, {"a": 9.6, "lr": 9.5e-3})[0].startswith(
+        "a=9.6 is at the edge"
+    )
 
 
-def validation_epoch(stop: tuning.MedianStop, value: float, mode: str = "min") -> bool:
+def validation_epoch(stop: search_pruning.MedianStop, value: float, mode: str = "min") -> bool:
     trainer = SimpleNamespace(
         sanity_checking=False, callback_metrics={"val/mae": torch.tensor(value)}, should_stop=False
     )
@@ -89,16 +97,16 @@ def validation_epoch(stop: tuning.MedianStop, value: float, mode: str = "min") -
 
 
 def test_the_median_stop_waits_out_the_warmup_then_stops_below_the_median(tmp_path: Path):
-    stop = tuning.MedianStop(str(tmp_path), median=[1.0, 1.0, 1.0], warmup_epochs=1)
+    stop = search_pruning.MedianStop(str(tmp_path), median=[1.0, 1.0, 1.0], warmup_epochs=1)
     assert not validation_epoch(stop, 5.0)  # worse, but in the warm-up epoch
     assert not validation_epoch(stop, 0.9)  # better than the median (MAE: lower)
     assert validation_epoch(stop, 1.1)
     assert stop.stop_reason.startswith("pruned at epoch 2")
-    assert json.loads((tmp_path / tuning.CURVE_FILE).read_text()) == {
+    assert json.loads((tmp_path / search_trials.CURVE_FILE).read_text()) == {
         "metric": "val/mae",
         "values": pytest.approx([5.0, 0.9, 1.1]),
     }
-    no_median = tuning.MedianStop(str(tmp_path / "first"), median=None, warmup_epochs=0)
+    no_median = search_pruning.MedianStop(str(tmp_path / "first"), median=None, warmup_epochs=0)
     assert not validation_epoch(no_median, 9.0) and no_median.stop_reason is None
 
 
@@ -125,11 +133,11 @@ def test_ask_and_tell_passes_the_completed_trials_median_and_tells_pruned_and_fa
             "selection": {"value": min(curve)},
         }
         (run_dir / "status.json").write_text(json.dumps(status))
-        (run_dir / tuning.CURVE_FILE).write_text(json.dumps({"values": curve}))
+        (run_dir / search_trials.CURVE_FILE).write_text(json.dumps({"values": curve}))
         return run_dir
 
-    space = tuning.space_of(OmegaConf.create({"x": {"low": 0.0, "high": 1.0}}))
-    search = tuning.Search("x", space, "minimize", 5, sampler_seed=0, startup_trials=2)
+    space = search_space.space_of(OmegaConf.create({"x": {"low": 0.0, "high": 1.0}}))
+    search = search_study.Search("x", space, "minimize", 5, sampler_seed=0, startup_trials=2)
     search.run(launch)
     # pruning starts once 2 trials completed; the failed and the pruned trial add no curve
     assert medians[:2] == [None, None]
@@ -154,7 +162,7 @@ def search_once(sweep: Path, *extra: str) -> dict:
         f"hydra.sweep.dir={sweep}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return tuning.read_results(sweep / tuning.RESULTS_FILE)
+    return search_trials.read_results(sweep / search_trials.RESULTS_FILE)
 
 
 @pytest.mark.slow
@@ -218,7 +226,7 @@ def test_failed_trials_are_recorded_and_the_search_goes_on(tmp_path: Path):
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    results = tuning.read_results(tmp_path / "sweep" / tuning.RESULTS_FILE)
+    results = search_trials.read_results(tmp_path / "sweep" / search_trials.RESULTS_FILE)
     assert (results["n_trials"], results["n_failed"]) == (2, 2)
     assert results["best_value"] is None and results["best_params"] == {}
     for trial in ("trial=000", "trial=001"):
@@ -261,7 +269,9 @@ def test_a_tuned_suite_retrains_each_winner_on_fresh_seeds_and_reports_the_choic
     assert set(rows) == {"mse", "huber"}  # the trials are not among the compared runs
     summary = (sweep / "summary.md").read_text()
     for variant, keys in (("mse", {"optimizer.lr"}), ("huber", {"optimizer.lr", "loss.delta"})):
-        results = tuning.read_results(sweep / "_search" / variant / tuning.RESULTS_FILE)
+        results = search_trials.read_results(
+            sweep / "_search" / variant / search_trials.RESULTS_FILE
+        )
         assert set(results["best_params"]) == keys and results["n_trials"] == 3
         trials = sorted((sweep / "_search" / variant).glob("trial=*"))
         statuses = [json.loads((t / "status.json").read_text()) for t in trials]

@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 from hydra.utils import get_class, instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from losses.base import Loss
@@ -43,18 +42,6 @@ def instantiate_with_data(cfg: DictConfig, provided: Mapping[str, Any]) -> Any:
     with open_dict(cfg):
         _fill_from_data(cfg, provided)
     return instantiate(cfg, _convert_="all")
-
-
-def callback_nodes(cfg: DictConfig) -> list[DictConfig]:
-    """The run's callback configs (``callbacks.*``), less the unset ones, and less the progress bar
-    when ``trainer.enable_progress_bar`` is false: that flag is how runs turn the bar off, and
-    Lightning refuses a progress bar callback with it."""
-    shown = cfg.trainer.get("enable_progress_bar", True)
-    return [
-        node
-        for node in cfg.callbacks.values()
-        if node is not None and (shown or not issubclass(get_class(node._target_), ProgressBar))
-    ]
 
 
 def declared_tasks(loss_cfg: DictConfig) -> set[str]:
@@ -146,15 +133,3 @@ def register_resolvers() -> None:
     )
     OmegaConf.register_new_resolver("last_checkpoint", last_checkpoint, replace=True)
     OmegaConf.register_new_resolver("checkpoint_step", checkpoint_step, replace=True)
-
-
-def weights_to_test(checkpoint: ModelCheckpoint | None, which: str) -> str | None:
-    """``best`` -> the ``checkpoint`` callback's best checkpoint, if validation ever ran; ``last``
-    (or no best) -> the weights in memory, which are the last ones.
-
-    A checkpoint callback that monitors nothing (``callbacks.checkpoint`` removed, so the trainer's
-    first checkpoint callback is ``last_checkpoint``) has no best: its "best" is the latest."""
-    if checkpoint is None or checkpoint.monitor is None:
-        return None
-    best = checkpoint.best_model_path
-    return best if which == "best" and best else None

@@ -65,7 +65,6 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from trainer.callbacks import Throughput, VariantCallback, variant_prefix, variant_state_key
-from trainer.config import callback_nodes, weights_to_test
 from trainer.module import LogFn, LossExperiment, Scope
 from trainer.preflight import check_run, preflight
 from trainer.records import (
@@ -82,6 +81,7 @@ from trainer.records import (
     tolerate_logger_failures,
     variant_hparams,
 )
+from trainer.run import callback_nodes, weights_to_test
 from trainer.tasks import build_task
 
 log = logging.getLogger(__name__)

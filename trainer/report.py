@@ -29,8 +29,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from omegaconf import DictConfig, OmegaConf
 
-from trainer import stats, tuning
+from trainer import stats
 from trainer.config import run_name
+from trainer.search import trials as search_trials
 
 log = logging.getLogger(__name__)
 CONVERGENCE_SHARE = 0.95  # a variant has converged once it reaches 95 % of the best final metric
@@ -439,11 +440,13 @@ def compare_runs(
         p
         for p in sorted(sweep_dir.rglob("status.json"))
         # a tuned suite's trials are not compared: only the winners, retrained on fresh seeds
-        if not {VARIANTS_DIR, tuning.SEARCH_DIR} & set(p.relative_to(sweep_dir).parts)
+        if not {VARIANTS_DIR, search_trials.SEARCH_DIR} & set(p.relative_to(sweep_dir).parts)
     ]
     searches = {
-        (results := tuning.read_results(path))["name"]: results
-        for path in sorted((sweep_dir / tuning.SEARCH_DIR).glob(f"*/{tuning.RESULTS_FILE}"))
+        (results := search_trials.read_results(path))["name"]: results
+        for path in sorted(
+            (sweep_dir / search_trials.SEARCH_DIR).glob(f"*/{search_trials.RESULTS_FILE}")
+        )
     }
     runs = [load_run(p) for p in paths]
     if not runs:

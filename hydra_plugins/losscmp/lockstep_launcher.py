@@ -30,7 +30,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from trainer.lockstep import Variant, lockstep_blocker, train_lockstep
-from trainer.tuning import objective
+from trainer.search.trials import objective
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ the finished jobs' ``status.json`` (so any launcher works):
   suite's first seed, then only the value with the best validation value of the tested
   checkpoint (``selection.value``, in the task's direction) on the other seeds;
 - ``hparams_search=LOSS`` runs a seeded TPE search (``search.n_trials`` trials; see
-  ``trainer/tuning.py``) and writes ``optimization_results.yaml`` into the sweep dir;
+  ``trainer/search/``) and writes ``optimization_results.yaml`` into the sweep dir;
 - ``suite=NAME tune=true`` runs such a search per variant, with the same number of trials, on
   ``search.trial_seed`` and a shortened budget with median pruning, under ``_search/<variant>/``;
   then each variant's best configuration at the full budget on the suite's seeds.
@@ -46,8 +46,10 @@ from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from trainer import tuning
 from trainer.config import declared_tasks, run_name
+from trainer.search import space as search_space
+from trainer.search import study as search_study
+from trainer.search import trials as search_trials
 from trainer.tasks import TASKS
 
 log = logging.getLogger(__name__)
@@ -325,10 +327,10 @@ class SuiteSweeper(Sweeper):
         for job, run_dir in zip(jobs, dirs, strict=True):
             group = tuple(without(job, select | {"seed"}))
             best.setdefault(group, None)
-            result = tuning.read_trial(run_dir)
+            result = search_trials.read_trial(run_dir)
             if result.value is None:
                 continue
-            sign = 1 if tuning.read_mode(run_dir) == "max" else -1
+            sign = 1 if search_trials.read_mode(run_dir) == "max" else -1
             if best[group] is None or sign * result.value > best[group][0]:
                 best[group] = (sign * result.value, job)
         return {group: None if entry is None else entry[1] for group, entry in best.items()}
@@ -349,7 +351,7 @@ class SuiteSweeper(Sweeper):
         values = "null" if median is None else "[" + ",".join(repr(m) for m in median) + "]"
         return [
             "skip_test=true",
-            "+callbacks.median_stop._target_=trainer.tuning.MedianStop",
+            "+callbacks.median_stop._target_=trainer.search.pruning.MedianStop",
             f"+callbacks.median_stop.dirpath={quoted(str(run_dir))}",
             f"+callbacks.median_stop.median={values}",
             f"+callbacks.median_stop.warmup_epochs={settings.warmup_epochs}",
@@ -361,11 +363,11 @@ class SuiteSweeper(Sweeper):
         base: list[str],
         space: dict[str, DictConfig],
         folder: str,
-    ) -> tuning.Search:
+    ) -> search_study.Search:
         """A search of ``search.n_trials`` trials over ``space`` from the job ``base``; trial
         ``N`` runs in ``<folder>/trial=N``."""
         settings = self.config.search
-        search = tuning.Search(
+        search = search_study.Search(
             name=name,
             space=space,
             direction=self.direction(base),
@@ -395,13 +397,13 @@ class SuiteSweeper(Sweeper):
                 "hparams_search: the search picks the values; the command line may not sweep "
                 f"({len(jobs)} jobs)"
             )
-        space = tuning.space_of(self.config.hparams_search.get("space"))
+        space = search_space.space_of(self.config.hparams_search.get("space"))
         name = self.config.hydra.runtime.choices.get("hparams_search")
         if self.dry_run(jobs, f"{self.config.search.n_trials} trials over {', '.join(space)}"):
             return []
         search = self.run_search(name, jobs[0], space, "")
-        results_path = Path(self.config.hydra.sweep.dir) / tuning.RESULTS_FILE
-        tuning.write_results(results_path, search.results())
+        results_path = Path(self.config.hydra.sweep.dir) / search_trials.RESULTS_FILE
+        search_trials.write_results(results_path, search.results())
         log.info("search %s: best %s: %s", name, search.best_values(), results_path)
         return []
 
@@ -416,7 +418,9 @@ class SuiteSweeper(Sweeper):
         loss = self.job_config(base).hydra.runtime.choices.loss
         options = self.hydra_context.config_loader.get_group_options("hparams_search")
         chosen = loss if loss in options else "lr"
-        space = tuning.space_of(self.job_config([f"hparams_search={chosen}"]).hparams_search.space)
+        space = search_space.space_of(
+            self.job_config([f"hparams_search={chosen}"]).hparams_search.space
+        )
         fixed = [
             o
             for o in self.parser().parse_overrides(list(variant))
@@ -469,15 +473,18 @@ class SuiteSweeper(Sweeper):
                 *without(base, {"trainer.max_epochs"}),
                 f"trainer.max_epochs={trial_epochs}",
             ]
-            search = self.run_search(name, shortened, space, f"{tuning.SEARCH_DIR}/{name}")
-            tuning.write_results(
-                Path(self.config.hydra.sweep.dir) / tuning.SEARCH_DIR / name / tuning.RESULTS_FILE,
+            search = self.run_search(name, shortened, space, f"{search_trials.SEARCH_DIR}/{name}")
+            search_trials.write_results(
+                Path(self.config.hydra.sweep.dir)
+                / search_trials.SEARCH_DIR
+                / name
+                / search_trials.RESULTS_FILE,
                 search.results(fixed),
             )
             if search.best is None:
                 log.warning("tune: %s: no trial completed; the variant is not retrained", name)
                 continue
-            best = tuning.as_overrides(search.best_values())
+            best = search_space.as_overrides(search.best_values())
             log.info("tune: %s: best %s (validation %.4g)", name, best, search.best.value)
             retrain = [*without(base, {"seed", *space}), *best]
             for seed in suite.seeds:
