@@ -12,74 +12,23 @@ import sys
 from pathlib import Path
 
 import hydra
-import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from trainer import run
 from trainer.cli import command_line_error, one_line
 from trainer.config import register_resolvers
-from trainer.module import LossExperiment
-from trainer.preflight import check_run, preflight
-from trainer.records import (
-    build_loggers,
-    final_metrics,
-    first_stop_reason,
-    log_end,
-    log_start,
-    metric_tags,
-    nonfinite_counts,
-    recorded_status,
-    selection,
-    task_record,
-    tolerate_logger_failures,
-    variant_hparams,
-)
-from trainer.run import callback_nodes, weights_to_test
 from trainer.search.trials import objective
-from trainer.tasks import build_task
 
 register_resolvers()
 log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    choices = HydraConfig.get().runtime.choices
-    output_dir = Path(cfg.paths.output_dir)
-    with recorded_status(output_dir) as status:
-        L.seed_everything(cfg.seed, workers=True, verbose=False)
-        datamodule = instantiate(cfg.data)
-        task = build_task(datamodule)
-        status.update(task_record(task, cfg.test_ckpt))
-        check_run(cfg, choices.loss, choices.data, datamodule.task)
-        module = LossExperiment.from_config(cfg, datamodule, task)  # model, loss, optimizer
-        preflight(module, datamodule)
-        callbacks = [instantiate(node) for node in callback_nodes(cfg)]
-        loggers = build_loggers(cfg.logger)
-        tolerate_logger_failures(loggers, status.warn)
-        # before fit: a killed or still running job shows its hyperparameters too
-        hparams = variant_hparams(cfg, choices, HydraConfig.get().overrides.task)
-        log_start(loggers, hparams, metric_tags(task), status.warn)
-        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
-
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-        # the test loop resets what fit logged: take it first
-        fit_metrics = final_metrics(trainer) | nonfinite_counts(callbacks)
-        tested = weights_to_test(trainer.checkpoint_callback, cfg.test_ckpt)
-        if not cfg.skip_test:  # search trials: the test split never guides a search
-            trainer.test(module, datamodule=datamodule, ckpt_path=tested)
-        metrics = fit_metrics | final_metrics(trainer)
-        log_end(trainer.loggers, trainer.global_step, metrics, status.warn)
-        stop_reason = first_stop_reason(callbacks)
-        status.update(
-            status="stopped" if stop_reason else "completed",
-            stop_reason=stop_reason,
-            metrics=metrics,
-            selection=selection(trainer.checkpoint_callback, task, tested, fit_metrics),
-        )
-    log.info("run dir: %s", output_dir)
-    return metrics
+    """The run protocol (``trainer.run.train``) for the job Hydra composed."""
+    hydra_cfg = HydraConfig.get()
+    return run.train(cfg, hydra_cfg.runtime.choices, hydra_cfg.overrides.task)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

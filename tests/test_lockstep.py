@@ -1,4 +1,4 @@
-"""Lockstep training (``trainer/lockstep.py``, ``hydra/launcher=lockstep``): each variant of a
+"""Lockstep training (``trainer/lockstep/``, ``hydra/launcher=lockstep``): each variant of a
 group follows its sequential run, writes the files a sequential run writes, and keeps its
 non-finite incidents to itself.
 
@@ -21,7 +21,8 @@ from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from train import train
-from trainer.lockstep import Variant, _variant_of_name, train_lockstep
+from trainer.lockstep import Variant, train_lockstep
+from trainer.lockstep.routing import _variant_of_name
 from trainer.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -91,7 +91,7 @@ def test_missing_optional_package_is_one_line(make_cfg, monkeypatch):
         lambda name, *a: None if name == "mlflow" else find_spec(name, *a),
     )
     with pytest.raises(ConfigError) as error:
-        build_loggers(cfg.logger)
+        build_loggers(cfg.logger, warn=lambda message: None)
     assert one_line(error.value) == (
         "logger=mlflow needs the mlflow package: .venv/bin/pip install mlflow"
     )

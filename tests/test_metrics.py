@@ -1,4 +1,4 @@
-"""Tests of trainer/metrics.py and trainer/figures.py against independent references.
+"""Tests of trainer/metrics/ and trainer/figures.py against independent references.
 
 References: float64 formulas written here (rank-sum AUROC, step AP, binned ECE, brute-force
 Dice per threshold), torchmetrics' own metrics where ours must agree with what is logged, and

@@ -29,8 +29,8 @@ def _fill_from_data(node: Any, provided: Mapping[str, Any]) -> None:
             for name in signature.parameters.keys() & provided.keys():
                 if node.get(name) is None:
                     node[name] = provided[name]
-        for key in node:
-            _fill_from_data(node._get_node(key), provided)
+        for _, value in node.items_ex(resolve=False):  # interpolations left as they are
+            _fill_from_data(value, provided)
     elif isinstance(node, ListConfig):
         for item in node:
             _fill_from_data(item, provided)
@@ -62,8 +62,8 @@ def _target_nodes(node: Any) -> Iterator[DictConfig]:
     if isinstance(node, DictConfig):
         if "_target_" in node:
             yield node
-        for key in node:
-            yield from _target_nodes(node._get_node(key))
+        for _, value in node.items_ex(resolve=False):
+            yield from _target_nodes(value)
 
 
 def losses_for_task(task: str, conf_dir: Path = CONF_DIR) -> list[str]:

@@ -6,15 +6,12 @@ The steps take the function they log with (``log``): Lightning's hooks pass ``se
 lockstep run (``trainer.lockstep``) passes one that files the values under the variant's name.
 """
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 from torch import Tensor, nn
 from torch.optim import Optimizer
@@ -29,18 +26,6 @@ SchedulerFactory = Callable[[Optimizer], LRScheduler]
 LogFn = Callable[..., None]  # LightningModule.log's signature: (name, value, **options)
 
 
-@dataclass
-class Scope:
-    """What a callback serving one run sees of it: in a sequential run the whole trainer, in a
-    lockstep run one variant (its experiment, its loggers, its run dir)."""
-
-    experiment: "LossExperiment"
-    loggers: Sequence[Logger]
-    run_dir: Path
-    checkpoint_dir: Path  # where the run's checkpoints go (its checkpoint callback's dirpath)
-    stop: Callable[[], None]  # end this run's training; the others of a lockstep group go on
-
-
 def lightning_logs_this_step(trainer: L.Trainer, stepped: bool = False) -> bool:
     """Whether Lightning writes this training batch's step metrics to the loggers: the public
     form of its logger connector's ``should_update_logs``, asked before the optimizer step or,
@@ -49,6 +34,8 @@ def lightning_logs_this_step(trainer: L.Trainer, stepped: bool = False) -> bool:
     Lightning writes when the batch's 1-based step is a multiple of ``log_every_n_steps``, or the
     run is stopping. It counts batches that stepped, which with one optimizer is the global step;
     before the step, this batch's 1-based step is ``global_step + 1``, after it ``global_step``.
+    A copy, since Lightning has no public form of the rule: ``tests/test_lightning_cadence.py``
+    pins it against the steps Lightning writes.
     """
     every = trainer.log_every_n_steps
     step = trainer.global_step if stepped else trainer.global_step + 1
@@ -135,22 +122,6 @@ class LossExperiment(L.LightningModule):
             instantiate(cfg.optimizer),
             instantiate(cfg.scheduler),
             logit_scale=cfg.logit_scale,
-        )
-
-    def is_active(self, variant: int | None = None) -> bool:
-        """Whether the run still trains (a sequential run always, until it ends)."""
-        return True
-
-    def scope(self, variant: int | None = None) -> Scope:
-        """The whole run: a sequential run has no variants (``variant`` is ignored)."""
-        trainer = self.trainer
-        checkpoint = trainer.checkpoint_callback
-        return Scope(
-            self,
-            trainer.loggers,
-            Path(trainer.default_root_dir),
-            Path(checkpoint.dirpath if checkpoint else trainer.default_root_dir),
-            lambda: setattr(trainer, "should_stop", True),
         )
 
     def forward(self, x: Tensor) -> Tensor:

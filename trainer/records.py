@@ -1,12 +1,14 @@
 """What a run records about itself: ``status.json``, the hyperparameters every logger gets at the
 start (with TensorBoard's HParams entry), the final metrics, and which weights were tested."""
 
+import functools
 import importlib.util
 import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -121,23 +123,6 @@ def _tolerated(
         warn(message)
 
 
-def tolerate_logger_failures(loggers: Sequence[Logger], warn: Callable[[str], None]) -> None:
-    """Make each logger's ``finalize`` pass its failures to ``warn`` instead of raising them.
-
-    Lightning calls ``finalize`` inside ``fit`` and ``test``, after their loops: a logger that
-    fails there (an upload, a closed server) would turn a finished fit or test into an error.
-    Wrapping the bound method keeps each logger's own type, which Lightning and the callbacks
-    check (``isinstance(logger, TensorBoardLogger)``).
-    """
-    for logger in loggers:
-        finalize = logger.finalize
-
-        def tolerant_finalize(status: str, logger=logger, finalize=finalize) -> None:
-            _tolerated(warn, logger, f"finalize({status!r})", lambda: finalize(status))
-
-        logger.finalize = tolerant_finalize
-
-
 def log_start(
     loggers: Sequence[Logger],
     params: Mapping[str, Any],
@@ -178,9 +163,16 @@ def log_end(
 OPTIONAL_PACKAGES = {"MLFlowLogger": "mlflow", "WandbLogger": "wandb"}
 
 
-def build_loggers(logger_cfg: DictConfig) -> list[Logger]:
-    """The configured loggers; a missing optional package is one line that says how to install
-    it, before anything is built (Lightning would raise deep inside the logger's constructor)."""
+def build_loggers(logger_cfg: DictConfig, warn: Callable[[str], None]) -> list[Logger]:
+    """The configured loggers, each one whose ``finalize`` passes its failures to ``warn`` instead
+    of raising them; a missing optional package is one line that says how to install it, before
+    anything is built (Lightning would raise deep inside the logger's constructor).
+
+    Lightning calls ``finalize`` inside ``fit`` and ``test``, after their loops: a logger that
+    fails there (an upload, a closed server) would turn a finished fit or test into an error.
+    Each logger is an instance of :func:`tolerant_class` of its configured class, so it keeps its
+    type, which Lightning and the callbacks check (``isinstance(logger, TensorBoardLogger)``).
+    """
     nodes = {name: node for name, node in logger_cfg.items() if node is not None}
     for name, node in nodes.items():
         package = OPTIONAL_PACKAGES.get(str(node.get("_target_", "")).rsplit(".", 1)[-1])
@@ -188,25 +180,42 @@ def build_loggers(logger_cfg: DictConfig) -> list[Logger]:
             raise ConfigError(
                 f"logger={name} needs the {package} package: .venv/bin/pip install {package}"
             )
-    return [instantiate(node) for node in nodes.values()]
+    loggers = []
+    for node in nodes.values():
+        configured = instantiate(node, _partial_=True)
+        tolerant = tolerant_class(configured.func)
+        loggers.append(tolerant(*configured.args, on_failure=warn, **configured.keywords))
+    return loggers
+
+
+@functools.cache
+def tolerant_class(logger_class: type[Logger]) -> type[Logger]:
+    """A subclass of ``logger_class`` whose ``finalize`` failures go to the ``on_failure`` its
+    constructor takes, instead of up through Lightning's ``fit``/``test``."""
+
+    def __init__(self, *args: Any, on_failure: Callable[[str], None], **kwargs: Any) -> None:
+        logger_class.__init__(self, *args, **kwargs)
+        self.on_failure = on_failure
+
+    def finalize(self, status: str) -> None:
+        call = partial(logger_class.finalize, self, status)
+        _tolerated(self.on_failure, self, f"finalize({status!r})", call)
+
+    namespace = {"__init__": __init__, "finalize": finalize, "__module__": logger_class.__module__}
+    return type(logger_class.__name__, (logger_class,), namespace)
 
 
 FINAL_METRICS = ("val/", "test/", "train/loss_epoch", "perf/")
 
 
-def final_metrics(trainer: L.Trainer, prefix: str = "") -> dict[str, float]:
-    """The last logged validation/test values and training loss, as plain floats; with a lockstep
-    variant's ``prefix`` (``variant3/``), that variant's (without the prefix) and the values
-    the whole group shares (``perf/``)."""
-    found = {}
-    for name, value in trainer.callback_metrics.items():
-        if prefix and name.startswith(prefix):
-            name = name.removeprefix(prefix)
-        elif prefix and not name.startswith("perf/"):
-            continue
-        if name.startswith(FINAL_METRICS) and value.numel() == 1:
-            found[name] = float(value)
-    return found
+def final_metrics(logged: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """The last logged validation/test values, training loss and throughput in ``logged`` (the
+    trainer's ``callback_metrics``), as plain floats."""
+    return {
+        name: float(value)
+        for name, value in logged.items()
+        if name.startswith(FINAL_METRICS) and value.numel() == 1
+    }
 
 
 def nonfinite_counts(callbacks: Sequence[L.Callback]) -> dict[str, float]:

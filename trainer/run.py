@@ -1,8 +1,124 @@
-"""The run protocol: what one training run does, from its config to its records."""
+"""The run protocol: what one training run does, from its config to its records.
 
-from hydra.utils import get_class
+``train`` is one run: seed and data, the experiment (model, loss, optimizer) checked and
+preflighted, callbacks, loggers with the run's hyperparameters, fit, test, final records.
+``train.py`` runs it once per job; a lockstep group (``trainer.lockstep``) runs the same steps for
+each of its variants around one shared fit and test.
+"""
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
+
+from trainer.module import LossExperiment
+from trainer.preflight import check_run, preflight
+from trainer.records import (
+    StatusRecord,
+    build_loggers,
+    final_metrics,
+    first_stop_reason,
+    log_end,
+    log_start,
+    metric_tags,
+    nonfinite_counts,
+    recorded_status,
+    selection,
+    task_record,
+    variant_hparams,
+)
+from trainer.tasks import Task, build_task
+
+log = logging.getLogger(__name__)
+
+
+def train(
+    cfg: DictConfig, choices: Mapping[str, Any], overrides: Sequence[str]
+) -> dict[str, float]:
+    """One run of ``cfg`` (resolved; ``choices`` and ``overrides`` are Hydra's for the job): fit,
+    test, and the records in its run dir; returns its final metrics."""
+    output_dir = Path(cfg.paths.output_dir)
+    with recorded_status(output_dir) as status:
+        datamodule, task = seed_and_data(cfg)
+        experiment = build_experiment(cfg, choices, datamodule, task, status)
+        callbacks = [instantiate(node) for node in callback_nodes(cfg)]
+        loggers = start_records(cfg, choices, overrides, metric_tags(task), status)
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+
+        trainer.fit(experiment, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        # the test loop resets what fit logged: take it first
+        fit_metrics = final_metrics(trainer.callback_metrics) | nonfinite_counts(callbacks)
+        tested = weights_to_test(trainer.checkpoint_callback, cfg.test_ckpt)
+        if not cfg.skip_test:  # search trials: the test split never guides a search
+            trainer.test(experiment, datamodule=datamodule, ckpt_path=tested)
+        metrics = fit_metrics | final_metrics(trainer.callback_metrics)
+        chosen = selection(trainer.checkpoint_callback, task, tested, fit_metrics)
+        end_records(status, loggers, trainer.global_step, metrics, callbacks, chosen)
+    log.info("run dir: %s", output_dir)
+    return metrics
+
+
+def seed_and_data(cfg: DictConfig) -> tuple[L.LightningDataModule, Task]:
+    """The seeded start of a run: its datamodule and the task the data declares."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = instantiate(cfg.data)
+    return datamodule, build_task(datamodule)
+
+
+def build_experiment(
+    cfg: DictConfig,
+    choices: Mapping[str, Any],
+    datamodule: L.LightningDataModule,
+    task: Task,
+    status: StatusRecord,
+) -> LossExperiment:
+    """The run's model, loss and optimizer, after ``status.json`` says what task it is and the
+    loss was checked against the data; preflighted on the first batches."""
+    status.update(task_record(task, cfg.test_ckpt))
+    check_run(cfg, choices["loss"], choices["data"], task.name)
+    experiment = LossExperiment.from_config(cfg, datamodule, task)
+    preflight(experiment, datamodule)
+    return experiment
+
+
+def start_records(
+    cfg: DictConfig,
+    choices: Mapping[str, Any],
+    overrides: Sequence[str],
+    tags: Sequence[str],
+    status: StatusRecord,
+) -> list[Logger]:
+    """The run's loggers, given its hyperparameters before fit (``tags``: its metric tags), so a
+    killed or still running job shows them too; a logger's failures become warnings."""
+    loggers = build_loggers(cfg.logger, status.warn)
+    log_start(loggers, variant_hparams(cfg, choices, overrides), tags, status.warn)
+    return loggers
+
+
+def end_records(
+    status: StatusRecord,
+    loggers: Sequence[Logger],
+    step: int,
+    metrics: Mapping[str, float],
+    callbacks: Sequence[L.Callback],
+    chosen: Mapping[str, Any],
+) -> None:
+    """The final metrics to the loggers, and to ``status.json`` how the run ended (completed, or
+    stopped by a callback and why), its metrics and which weights were tested (``chosen``)."""
+    log_end(loggers, step, metrics, status.warn)
+    stop_reason = first_stop_reason(callbacks)
+    status.update(
+        status="stopped" if stop_reason else "completed",
+        stop_reason=stop_reason,
+        metrics=metrics,
+        selection=dict(chosen),
+    )
 
 
 def callback_nodes(cfg: DictConfig) -> list[DictConfig]:

@@ -5,7 +5,7 @@
 
 Jobs whose overrides are equal once the ``loss`` group and the ``loss.*`` values are left out
 form a group (a suite's variants at one seed, a grid's points at one learning rate), and each
-group trains in one process and one pass over the data (``trainer/lockstep.py``); groups run
+group trains in one process and one pass over the data (``trainer/lockstep/``); groups run
 one after another, at most ``max_variants`` jobs each. A job that has no partner, or whose
 config cannot train in lockstep (several devices, fp16 loss scaling, resume, ``nan_policy=raise``,
 a callback that cannot serve one variant), runs as an ordinary job, with one log line saying why.

@@ -1,0 +1,40 @@
+"""Metrics torchmetrics does not have in the form a task needs, written as torchmetrics ``Metric``s
+so they accumulate per batch, synchronise across processes and reset like the others, and the
+configured torchmetrics sets (threshold-free scores, calibration) the tasks log beside them.
+
+One module per task family; the names below are what the tasks and figures import.
+"""
+
+from trainer.metrics.boxes import BoxIoU, pairwise_box_iou
+from trainer.metrics.calibration import CALIBRATION_BINS, Reliability, ReliabilityBins
+from trainer.metrics.classification import classification_curve_metrics
+from trainer.metrics.regression import PredictionSample
+from trainer.metrics.retrieval import RetrievalMetrics, retrieval_scores
+from trainer.metrics.segmentation import (
+    PIXEL_CURVE_BINS,
+    BestThresholdDice,
+    ThresholdCounts,
+    dice_iou,
+    pixel_curve_thresholds,
+    segmentation_curve_metrics,
+    threshold_counts,
+)
+
+__all__ = [
+    "CALIBRATION_BINS",
+    "PIXEL_CURVE_BINS",
+    "BestThresholdDice",
+    "BoxIoU",
+    "PredictionSample",
+    "Reliability",
+    "ReliabilityBins",
+    "RetrievalMetrics",
+    "ThresholdCounts",
+    "classification_curve_metrics",
+    "dice_iou",
+    "pairwise_box_iou",
+    "pixel_curve_thresholds",
+    "retrieval_scores",
+    "segmentation_curve_metrics",
+    "threshold_counts",
+]
