@@ -12,39 +12,43 @@ import sys
 from pathlib import Path
 
 import hydra
-import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from trainer.cli import command_line_error, one_line
+from trainer.cli import command_line_error, help_page, hydra_arguments, one_line
 from trainer.config import register_resolvers
-from trainer.module import LossExperiment
-from trainer.preflight import check_run, preflight
-from trainer.records import (
-    build_loggers,
-    final_metrics,
-    first_stop_reason,
-    log_end,
-    log_start,
-    metric_tags,
-    nonfinite_counts,
-    recorded_status,
-    selection,
-    task_record,
-    tolerate_logger_failures,
-    variant_hparams,
-)
-from trainer.run import callback_nodes, weights_to_test
 from trainer.search.trials import objective
-from trainer.tasks import build_task
 
 register_resolvers()
 log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
+    # the training runtime (torch, Lightning) is imported where a job runs: the command line's
+    # checks, --help and dry runs answer without it
+    import lightning as L
+    from hydra.utils import instantiate
+
+    from trainer.module import LossExperiment
+    from trainer.preflight import check_run, preflight
+    from trainer.records import (
+        build_loggers,
+        final_metrics,
+        first_stop_reason,
+        log_end,
+        log_start,
+        metric_tags,
+        nonfinite_counts,
+        recorded_status,
+        selection,
+        task_record,
+        tolerate_logger_failures,
+        variant_hparams,
+    )
+    from trainer.run import callback_nodes, weights_to_test
+    from trainer.tasks import build_task
+
     choices = HydraConfig.get().runtime.choices
     output_dir = Path(cfg.paths.output_dir)
     with recorded_status(output_dir) as status:
@@ -105,4 +109,8 @@ def main(cfg: DictConfig) -> float | None:
 if __name__ == "__main__":
     if message := command_line_error(sys.argv[1:]):
         sys.exit(f"train.py: {message}")
+    if page := help_page(sys.argv[1:]):  # Hydra's --help prints it too, a second later
+        print(page)
+        sys.exit(0)
+    sys.argv[1:] = hydra_arguments(sys.argv[1:])  # dry_run=true -> hydra.sweeper.dry_run=true
     main()
