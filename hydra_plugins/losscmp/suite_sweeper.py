@@ -13,13 +13,13 @@ the basic sweeper sweeps, with these additions:
   named explicitly (``loss=ce,dice``) is never skipped: a misfit fails as its own job with the
   one-line reason, and the comparison report lists it.
 - ``dry_run=true`` prints every job's overrides and the count, and launches nothing.
+- each job's directory (``hydra.sweep.subdir``) is named by the loss and the overrides that vary
+  between the sweep's jobs, not by those every job shares (``debug=quick``): only the sweeper
+  sees them all. A name that would repeat gets the job's number.
 
 Its settings (``dry_run``, ``tune``, ``search.*``, ``max_batch_size``) are its structured config,
 ``hydra.sweeper.*`` (``hydra_plugins/losscmp/config.py``), which the command line names without the
 prefix.
-- each job's directory (``hydra.sweep.subdir``) is named by the loss and the overrides that vary
-  between the sweep's jobs, not by those every job shares (``debug=quick``): only the sweeper
-  sees them all. A name that would repeat gets the job's number.
 
 Three sweeps run in stages, each stage through ``self.launcher.launch``, each decision read from
 the finished jobs' ``status.json`` (so any launcher works):
