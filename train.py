@@ -16,8 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from trainer import run
-from trainer.cli import command_line_error, one_line
+from trainer.cli import command_line_error, help_page, hydra_arguments, one_line
 from trainer.config import register_resolvers
 from trainer.search.trials import objective
 
@@ -27,6 +26,10 @@ log = logging.getLogger(__name__)
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """The run protocol (``trainer.run.train``) for the job Hydra composed."""
+    # the training runtime (torch, Lightning) is imported where a job runs: the command line's
+    # checks, --help and dry runs answer without it
+    from trainer import run
+
     hydra_cfg = HydraConfig.get()
     return run.train(cfg, hydra_cfg.runtime.choices, hydra_cfg.overrides.task)
 
@@ -54,4 +57,8 @@ def main(cfg: DictConfig) -> float | None:
 if __name__ == "__main__":
     if message := command_line_error(sys.argv[1:]):
         sys.exit(f"train.py: {message}")
+    if page := help_page(sys.argv[1:]):  # Hydra's --help prints it too, a second later
+        print(page)
+        sys.exit(0)
+    sys.argv[1:] = hydra_arguments(sys.argv[1:])  # dry_run=true -> hydra.sweeper.dry_run=true
     main()

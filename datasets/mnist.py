@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from datasets._base import InMemoryDataModule, TensorBatches
+from datasets.errors import DataError
 from losses.checks import check_range
 
 # role -> file name stem, in the order the files are decoded
@@ -85,10 +86,6 @@ SYSTEM_DIRS: dict[str, list[Path]] = {
     "mnist": [],
     "fashion_mnist": [Path("/usr/share/datasets/fashion-mnist")],  # Debian dataset-fashion-mnist
 }
-
-
-class DataError(RuntimeError):
-    """Missing or corrupt data; the message is one line naming the file or directory."""
 
 
 def read_idx(path: str | Path, expected_magic: int | None = None, name: str = "mnist") -> Tensor:

@@ -16,7 +16,9 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 import train  # noqa: F401  (registers the config's resolvers)
+from hydra_plugins.losscmp.config import SearchConf
 from hydra_plugins.losscmp.suite_sweeper import SuiteSweeper, cartesian_jobs
+from trainer.cli import hydra_arguments
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -189,8 +191,10 @@ def test_a_suite_expands_each_variant_with_its_seeds_and_the_command_line_wins(m
 def test_dry_run_prints_each_job_and_the_count_and_launches_nothing(
     make_sweeper, capsys, tmp_path: Path
 ):
-    sweeper, _, _ = make_sweeper("dry_run=true")
-    assert sweeper.sweep(["loss=focal", "loss.gamma=0,2", "dry_run=true"]) == []
+    sweeper, _, _ = make_sweeper(
+        "hydra.sweeper.dry_run=true"
+    )  # what train.py makes of dry_run=true
+    assert sweeper.sweep(["loss=focal", "loss.gamma=0,2"]) == []
     assert capsys.readouterr().out.splitlines() == [
         "loss=focal loss.gamma=0",
         "loss=focal loss.gamma=2",
@@ -198,3 +202,26 @@ def test_dry_run_prints_each_job_and_the_count_and_launches_nothing(
     ]
     assert sweeper.launcher.batches == []
     assert not (tmp_path / "sweep").exists()
+
+
+def test_the_sweep_settings_are_the_sweepers_and_no_job_carries_them(make_sweeper):
+    # dry_run=true, tune=true and search.* reach the sweeper (its structured config), not the jobs
+    arguments = hydra_arguments(["-m", "dry_run=true", "tune=true", "search.n_trials=20"])
+    assert arguments == [
+        "-m",
+        "hydra.sweeper.dry_run=true",
+        "hydra.sweeper.tune=true",
+        "hydra.sweeper.search.n_trials=20",
+    ]
+    sweeper, cfg, _ = make_sweeper(*arguments[1:])
+    assert (sweeper.is_dry_run, sweeper.tune, sweeper.search_settings.n_trials) == (True, True, 20)
+    assert sweeper.search_settings.trial_seed == SearchConf().trial_seed
+    assert not {"dry_run", "tune", "search"} & set(cfg)  # the job config has none of them
+    assert list(cfg.hydra.overrides.task) == []
+    with pytest.raises(ConfigCompositionException, match="search"):  # nor could a job take one
+        make_sweeper("search.n_trials=3")
+
+
+def test_the_sweepers_settings_are_checked_by_their_declared_types(make_sweeper):
+    with pytest.raises(ConfigCompositionException, match="n_trials"):
+        make_sweeper("hydra.sweeper.search.n_trials=many")

@@ -1,14 +1,26 @@
-"""Command-line pre-checks that run before Hydra starts, and the one-line form of user errors."""
+"""train.py's front door: the command-line pre-checks that run before Hydra starts, the help page,
+the sweeper's settings by their short names, and the one-line form of user errors.
 
+Light to import (no torch, no Lightning): a mistyped option, ``--help`` and a dry run answer in
+about a second; the training runtime is imported where a job runs."""
+
+import functools
+import warnings
+from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
+from string import Template
 
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.object_type import ObjectType
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob, Override, QuotedString
 from hydra.errors import HydraException
 
-from datasets.mnist import DataError
-from trainer.config import CONF_DIR, ConfigError
+from datasets.errors import DataError
+from hydra_plugins.losscmp.config import sweeper_argument
+from trainer.config import CONF_DIR, CONFIG_NAME, ConfigError
 
 # What a user's input can cause; anything else is a bug and keeps its traceback. The first ones
 # name the loss, dataset or setting themselves; the others get their type as a prefix.
@@ -16,6 +28,13 @@ SELF_EXPLAINED = (ValueError, TypeError, ConfigError, DataError)
 USER_ERRORS = (*SELF_EXPLAINED, LookupError, OSError)
 # flags that make Hydra print (config, help, info) instead of running a job
 INSPECT_FLAGS = ("-c", "--cfg", "-i", "--info", "-h", "--help", "--hydra-help", "--version", "-sc")
+HELP_FLAGS = ("-h", "--help")
+# config groups that train.py's command line does not choose from: Hydra's own (--hydra-help lists
+# them), and the findings' specs, which scripts/findings.py reads
+NOT_TRAIN_GROUPS = ("hydra", "findings")
+# Hydra's flags that take the next argument as their value
+VALUE_FLAGS = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name"}
+VALUE_FLAGS |= {"-cd", "--config-dir", "-i", "--info", "-sc", "--shell-completion"}
 # settings that only mean something to a sweep: given without -m they would silently do nothing
 MULTIRUN_ONLY = {
     "suite": "a suite is a sweep of jobs",
@@ -66,6 +85,11 @@ def parse_overrides(args: list[str]) -> list[Override]:
     return overrides
 
 
+def quoted(value: str) -> str:
+    """A value for an override, as a quoted string: ``=`` and ``,`` would read as syntax."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def _unquoted(element: object) -> object:
     return element.text if isinstance(element, QuotedString) else element
 
@@ -97,25 +121,41 @@ def group_options(override: Override, known: list[str]) -> list[str | None]:
     return [None if v is None else str(v) for v in values]
 
 
-def config_dirs(args: list[str], overrides: list[Override], conf_dir: Path) -> list[Path] | None:
-    """The directories Hydra will search for config groups: ``conf_dir``, ``--config-dir`` and
-    the ``file://`` entries of ``hydra.searchpath``; None when a search path entry cannot be
-    listed here (``pkg://``): then Hydra alone knows the options."""
-    dirs = [conf_dir]
+def search_path_entries(args: list[str], overrides: list[Override]) -> list[str]:
+    """What Hydra adds to the config search path from this command line: the entries of a
+    ``hydra.searchpath`` override, then each ``--config-dir`` as a ``file://`` entry."""
+    entries = []
+    for override in overrides:
+        if override.key_or_group == "hydra.searchpath" and not override.is_delete():
+            value = override.value()
+            entries += [str(v) for v in (value if isinstance(value, list) else [value])]
     for flag, value in pairwise([*args, ""]):  # each argument with the one after it
         if flag in ("-cd", "--config-dir"):
-            dirs.append(Path(value))
+            entries.append(f"file://{Path(value).resolve()}")
         elif flag.startswith("--config-dir="):
-            dirs.append(Path(flag.split("=", 1)[1]))
-    for override in overrides:
-        if override.key_or_group != "hydra.searchpath" or override.is_delete():
-            continue
-        entries = override.value()
-        for entry in entries if isinstance(entries, list) else [entries]:
-            if not isinstance(entry, str) or not entry.startswith("file://"):
-                return None
-            dirs.append(Path(entry.removeprefix("file://")))
-    return dirs
+            entries.append(f"file://{Path(flag.split('=', 1)[1]).resolve()}")
+    return entries
+
+
+def group_lister(args: list[str], overrides: list[Override]) -> Callable[[str], list[str]]:
+    """``options(group)``: the sorted options the initialized Hydra's config loader finds for a
+    config group on this command line's search path (the primary config dir, then
+    ``hydra.searchpath`` and ``--config-dir``); empty for a key that is no config group."""
+    entries = search_path_entries(args, overrides)
+    searchpath = [f"hydra.searchpath=[{','.join(quoted(e) for e in entries)}]"] if entries else []
+    loader = GlobalHydra.instance().config_loader()
+
+    @functools.cache  # each listing copies Hydra's config repository: a few hundredths of a second
+    def listed(path: str, kind: ObjectType) -> list[str]:
+        with warnings.catch_warnings():  # a missing search path entry: Hydra warns itself later
+            warnings.simplefilter("ignore", UserWarning)
+            return sorted(loader.get_group_options(path, kind, CONFIG_NAME, searchpath))
+
+    def options(group: str) -> list[str]:
+        parent, _, name = group.rpartition("/")
+        return listed(group, ObjectType.CONFIG) if name in listed(parent, ObjectType.GROUP) else []
+
+    return options
 
 
 def unknown_choice(args: list[str], conf_dir: Path = CONF_DIR) -> str | None:
@@ -127,26 +167,31 @@ def unknown_choice(args: list[str], conf_dir: Path = CONF_DIR) -> str | None:
     "unknown loss 'no_such'; choose one of: balanced_bce, bce, ..."
     """
     overrides = parse_overrides(args)
-    dirs = config_dirs(args, overrides, conf_dir)
-    if dirs is None:
-        return None
-    for override in overrides:
-        group = override.key_or_group
-        if override.value_type is None or override.is_hydra_override() or "." in group:
-            continue  # `~loss` (no value), Hydra's own groups, or a config value (loss.gamma)
-        if not any((d / group).is_dir() for d in dirs):
-            continue
-        known = sorted({p.stem for d in dirs for p in (d / group).glob("*.yaml")})
-        choose = f"choose one of: {', '.join(known)}"
-        try:
-            options = group_options(override, known)
-        except ConfigError as error:
-            return str(error)
-        if isinstance(override.value(), Glob) and not options:
-            return f"{override.input_line} matches no {group}; {choose}"
-        for option in options:
-            if option is not None and option not in known:
-                return f"unknown {group} {option!r}; {choose}"
+    with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir.resolve())):
+        options_of = group_lister(args, overrides)
+        for override in overrides:
+            group = override.key_or_group
+            if override.value_type is None or override.is_hydra_override() or "." in group:
+                continue  # `~loss` (no value), Hydra's own groups, or a config value (loss.gamma)
+            known = options_of(group)
+            if known and (line := invalid_option(override, known)):
+                return line
+    return None
+
+
+def invalid_option(override: Override, known: list[str]) -> str | None:
+    """One line when the config-group ``override`` selects no option in ``known``."""
+    group = override.key_or_group
+    choose = f"choose one of: {', '.join(known)}"
+    try:
+        options = group_options(override, known)
+    except ConfigError as error:
+        return str(error)
+    if isinstance(override.value(), Glob) and not options:
+        return f"{override.input_line} matches no {group}; {choose}"
+    for option in options:
+        if option is not None and option not in known:
+            return f"unknown {group} {option!r}; {choose}"
     return None
 
 
@@ -194,6 +239,57 @@ def unwritable_output(args: list[str]) -> str | None:
     except OSError as error:
         return f"cannot create the output directory {directory}: {type(error).__name__}"
     return None
+
+
+def hydra_arguments(args: list[str]) -> list[str]:
+    """The command line as Hydra reads it: the sweeper's settings by their short names
+    (``dry_run=true``, ``tune=true``, ``search.n_trials=20``) under ``hydra.sweeper``, where the
+    suite sweeper declares them; a flag's value (``--cfg job``, ``-p loss``) as it is.
+
+    >>> hydra_arguments(["-m", "suite=boxes", "dry_run=true", "-p", "search"])
+    ['-m', 'suite=boxes', 'hydra.sweeper.dry_run=true', '-p', 'search']
+    """
+    return [
+        arg if before in VALUE_FLAGS else sweeper_argument(arg)
+        for before, arg in pairwise(["", *args])  # each argument with the one before it
+    ]
+
+
+def train_groups() -> str:
+    """``loss: balanced_bce, bce, ...``: a line per config group train.py chooses from, with its
+    options, from the sources of the initialized Hydra's config loader (its search path)."""
+    sources = GlobalHydra.instance().config_loader().get_sources()
+
+    def listed(path: str, kind: ObjectType) -> list[str]:
+        found = {n for s in sources if s.is_group(path) for n in s.list(path, results_filter=kind)}
+        return sorted(found)
+
+    lines, parents = [], [""]
+    while parents:
+        parent = parents.pop(0)
+        for name in listed(parent, ObjectType.GROUP):
+            group = f"{parent}/{name}" if parent else name
+            if group in NOT_TRAIN_GROUPS:
+                continue
+            if options := listed(group, ObjectType.CONFIG):
+                lines.append(f"{group}: {', '.join(options)}")
+            parents.append(group)
+    return "\n".join(sorted(lines))
+
+
+def help_page(args: list[str], conf_dir: Path = CONF_DIR) -> str | None:
+    """With ``-h``/``--help``: the app's help page, Hydra's ``hydra.help.template`` composed for
+    this command line, its ``$APP_CONFIG_GROUPS`` the groups train.py chooses from
+    (:func:`train_groups`); None without. Hydra's own ``--help`` would list every config group
+    (its own too, a second on this CPU) and, among them, the findings' specs; ``--hydra-help``
+    stays Hydra's."""
+    if not any(arg in HELP_FLAGS for arg in args):
+        return None
+    overrides = [o.input_line for o in parse_overrides(hydra_arguments(args))]
+    with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir.resolve())):
+        config = compose(CONFIG_NAME, overrides=overrides, return_hydra_config=True)
+        page = Template(config.hydra.help.template)
+        return page.safe_substitute(APP_CONFIG_GROUPS=train_groups())
 
 
 def command_line_error(args: list[str]) -> str | None:

@@ -1,5 +1,8 @@
 """Config helpers and the config's resolvers: data-filled instantiation, which losses fit which
-task, run names, and the checkpoint a run resumes from or tests."""
+task, run names, and the checkpoint a run resumes from or tests.
+
+Light to import (no torch, no loss module at import): the command line's checks, ``--help`` and
+the sweeper's dry runs use it before any training code is loaded."""
 
 import inspect
 import re
@@ -7,13 +10,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from losses.base import Loss
-
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONFIG_NAME = "train"  # the primary config, conf/train.yaml, as train.py's Hydra main names it
 
 
 class ConfigError(ValueError):
@@ -47,6 +48,8 @@ def instantiate_with_data(cfg: DictConfig, provided: Mapping[str, Any]) -> Any:
 def declared_tasks(loss_cfg: DictConfig) -> set[str]:
     """Tasks a loss config fits: its class's ``tasks``, or, for a loss made of other losses
     (``combo``), the tasks all its component losses fit."""
+    from losses.base import Loss  # the loss classes themselves are loaded here anyway
+
     own = set(get_class(loss_cfg._target_).tasks)
     if own:
         return own
@@ -84,7 +87,7 @@ def check_loss_fits(loss_name: str, loss_cfg: DictConfig, data_name: str, task: 
 
 
 # overrides that do not change what a run trains (or, for the loss, lead the name already)
-RUN_NAME_SKIPS = ("loss", "suite", "resume", "ckpt_path", "dry_run")
+RUN_NAME_SKIPS = ("loss", "suite", "resume", "ckpt_path")
 
 
 def run_name(loss: str, overrides: list[str] | ListConfig) -> str:
@@ -117,6 +120,8 @@ def last_checkpoint(run_dir: str | None) -> str | None:
 def checkpoint_step(run_dir: str | None) -> int | None:
     """The global step saved in the run's last checkpoint: TensorBoard hides (purges) what the
     interrupted run logged after it, so resumed curves carry no duplicate steps."""
+    import torch  # only resumed runs read a checkpoint here
+
     path = last_checkpoint(run_dir)
     return (
         None

@@ -1034,7 +1034,7 @@ class CompareOnMultirunEnd(Callback):
     into the sweep dir when a multirun ends (``suite.select`` and ``suite.baseline`` honoured)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        if config.get("dry_run"):
+        if config.hydra.sweeper.get("dry_run"):  # the suite sweeper's setting: nothing ran
             return
         if config.get("hparams_search"):  # untested trials: optimization_results.yaml says it
             return

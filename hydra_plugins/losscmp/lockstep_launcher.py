@@ -17,6 +17,9 @@ never share a Hydra config. The group trains once every job is resolved; the job
 back in the order of the jobs, each the value ``train.py``'s main would have returned.
 Hydra's ``on_job_end`` callbacks therefore see a grouped job before it trained (the project's
 own callback acts on the multirun's end).
+
+Hydra imports every plugin module at each start (``--help`` too): the training runtime
+(``trainer.lockstep``, Lightning) is imported in :meth:`LockstepLauncher.launch`, where it trains.
 """
 
 import logging
@@ -29,7 +32,6 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from trainer.lockstep import Variant, lockstep_blocker, train_lockstep
 from trainer.search.trials import objective
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,8 @@ class LockstepLauncher(Launcher):
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
+        from trainer.lockstep import lockstep_blocker
+
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
@@ -139,6 +143,8 @@ class LockstepLauncher(Launcher):
     def _run_group(self, configs: Sequence[DictConfig]) -> list[JobReturn]:
         """Each job through ``run_job`` (run dir, ``.hydra/``, ``HydraConfig``) with a task that
         only resolves its config; then the group trains, and each return gets its objective."""
+        from trainer.lockstep import Variant, train_lockstep
+
         variants: list[Variant] = []
 
         def resolve(task_cfg: DictConfig) -> None:

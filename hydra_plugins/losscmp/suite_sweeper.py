@@ -17,6 +17,10 @@ the basic sweeper sweeps, with these additions:
   between the sweep's jobs, not by those every job shares (``debug=quick``): only the sweeper
   sees them all. A name that would repeat gets the job's number.
 
+Its settings (``dry_run``, ``tune``, ``search.*``, ``max_batch_size``) are its structured config,
+``hydra.sweeper.*`` (``hydra_plugins/losscmp/config.py``), which the command line names without the
+prefix.
+
 Three sweeps run in stages, each stage through ``self.launcher.launch``, each decision read from
 the finished jobs' ``status.json`` (so any launcher works):
 
@@ -36,7 +40,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, ValueType
@@ -46,11 +50,13 @@ from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.losscmp.config import SearchConf
+from trainer.cli import quoted
 from trainer.config import declared_tasks, run_name
-from trainer.search import space as search_space
-from trainer.search import study as search_study
 from trainer.search import trials as search_trials
-from trainer.tasks import TASKS
+
+if TYPE_CHECKING:
+    from trainer.search.study import Search
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +65,12 @@ FIT_CHECKED_GROUPS = {"loss", "data"}
 
 
 def override_key(override: str) -> str:
-    """``dry_run`` for ``dry_run=True`` or ``+dry_run=True``."""
+    """``seed`` for ``seed=1``, ``+seed=1`` or ``~seed``."""
     return override.split("=", 1)[0].lstrip("+~")
 
 
 def without(job: Sequence[str], keys: set[str]) -> list[str]:
     return [o for o in job if override_key(o) not in keys]
-
-
-def quoted(value: str) -> str:
-    """A value for an override, as a quoted string: ``=`` and ``,`` would read as syntax."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def override_string(override: Override) -> str:
@@ -111,14 +112,27 @@ class SuiteSweeper(Sweeper):
     task-fitting globs, dry runs and staged sweeps, on Hydra's public ``Sweeper`` interface.
 
     ``sweep`` launches in stages through the launcher Hydra's plugin registry builds from the
-    config (``hydra/launcher``), ``max_batch_size`` jobs at a time (None: all).
+    config (``hydra/launcher``), ``max_batch_size`` jobs at a time (None: all). The settings are
+    :class:`~hydra_plugins.losscmp.config.SuiteSweeperConf`'s. Hydra imports every plugin module
+    at each start (``--help`` too): the search modules (Optuna) and the tasks (torch) are imported
+    in the methods that use them.
     """
 
-    def __init__(self, max_batch_size: int | None = None, params: dict | None = None) -> None:
+    def __init__(
+        self,
+        max_batch_size: int | None = None,
+        params: dict | None = None,
+        dry_run: bool = False,
+        tune: bool = False,
+        search: SearchConf | DictConfig | None = None,
+    ) -> None:
         if max_batch_size is not None and max_batch_size < 1:
             raise ValueError(f"suite sweeper: expected max_batch_size >= 1, got {max_batch_size}")
         self.max_batch_size = max_batch_size
         self.params = dict(params or {})
+        self.is_dry_run = dry_run
+        self.tune = tune
+        self.search_settings = search if search is not None else SearchConf()
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -139,7 +153,7 @@ class SuiteSweeper(Sweeper):
         in_suite = suite and any(o.key_or_group == "suite" for o in overrides)
         if self.config.get("hparams_search"):
             return self.search(overrides)
-        if in_suite and self.config.get("tune", False):
+        if in_suite and self.tune:
             return self.tuned_suite(suite, overrides)
         if in_suite and suite.get("select"):
             return self.staged_suite(suite, overrides)
@@ -219,10 +233,10 @@ class SuiteSweeper(Sweeper):
 
     def dry_run(self, jobs: list[list[str]], count: str | None = None) -> bool:
         """With ``dry_run=true``: print the jobs, then ``count`` (default: how many)."""
-        if not self.config.get("dry_run", False):
+        if not self.is_dry_run:
             return False
         for job in jobs:
-            print(" ".join(o for o in job if override_key(o) != "dry_run"))
+            print(" ".join(job))
         print(f"{count or f'{len(jobs)} jobs'} (dry run: nothing trained)")
         return True
 
@@ -339,11 +353,13 @@ class SuiteSweeper(Sweeper):
 
     def direction(self, job: Sequence[str]) -> str:
         """``maximize`` or ``minimize``: the job's task's direction, from its data class."""
+        from trainer.tasks import TASKS
+
         task = get_class(self.job_config(job).data._target_).task
         return "maximize" if TASKS[task].mode == "max" else "minimize"
 
     def trial_overrides(
-        self, run_dir: Path, median: list[float] | None, settings: DictConfig
+        self, run_dir: Path, median: list[float] | None, settings: SearchConf | DictConfig
     ) -> list[str]:
         """What makes a run a trial: no test, and the median stop with the completed trials'
         per-epoch median (none yet: it only records the curve). The run dir is spelled out: an
@@ -363,11 +379,13 @@ class SuiteSweeper(Sweeper):
         base: list[str],
         space: dict[str, DictConfig],
         folder: str,
-    ) -> search_study.Search:
+    ) -> "Search":
         """A search of ``search.n_trials`` trials over ``space`` from the job ``base``; trial
         ``N`` runs in ``<folder>/trial=N``."""
-        settings = self.config.search
-        search = search_study.Search(
+        from trainer.search.study import Search
+
+        settings = self.search_settings
+        search = Search(
             name=name,
             space=space,
             direction=self.direction(base),
@@ -391,6 +409,8 @@ class SuiteSweeper(Sweeper):
 
     def search(self, overrides: list[Override]) -> list[Any]:
         """``hparams_search=LOSS``: one search from the command line's job."""
+        from trainer.search import space as search_space
+
         jobs = cartesian_jobs(overrides)
         if len(jobs) != 1:
             raise ValueError(
@@ -399,7 +419,7 @@ class SuiteSweeper(Sweeper):
             )
         space = search_space.space_of(self.config.hparams_search.get("space"))
         name = self.config.hydra.runtime.choices.get("hparams_search")
-        if self.dry_run(jobs, f"{self.config.search.n_trials} trials over {', '.join(space)}"):
+        if self.dry_run(jobs, f"{self.search_settings.n_trials} trials over {', '.join(space)}"):
             return []
         search = self.run_search(name, jobs[0], space, "")
         results_path = Path(self.config.hydra.sweep.dir) / search_trials.RESULTS_FILE
@@ -415,6 +435,8 @@ class SuiteSweeper(Sweeper):
         """The variant's search space: its loss's ``conf/hparams_search/<loss>.yaml`` (the
         learning rate alone where the loss has none), less the keys the variant fixes; and
         those fixed keys."""
+        from trainer.search import space as search_space
+
         loss = self.job_config(base).hydra.runtime.choices.loss
         options = self.hydra_context.config_loader.get_group_options("hparams_search")
         chosen = loss if loss in options else "lr"
@@ -433,7 +455,9 @@ class SuiteSweeper(Sweeper):
     def tuned_suite(self, suite: DictConfig, overrides: list[Override]) -> list[Any]:
         """``tune=true``: per variant, a search over its space on ``search.trial_seed`` with a
         shortened budget; then each variant's best on the suite's seeds at the full budget."""
-        settings = self.config.search
+        from trainer.search import space as search_space
+
+        settings = self.search_settings
         max_epochs = int(self.config.trainer.max_epochs)
         trial_epochs = max(1, math.ceil(max_epochs * float(settings.budget_share)))
         command_line = self.as_strings(overrides)

@@ -47,7 +47,7 @@ class VariantCallback(L.Callback):
     def active(self, pl_module: L.LightningModule) -> bool:
         """Whether the run still trains: a sequential run until it ends, a lockstep variant until
         its guard stops it."""
-        return self.variant is None or self.active(pl_module)
+        return self.variant is None or pl_module.is_active(self.variant)
 
     @property
     def state_key(self) -> str:
