@@ -51,6 +51,15 @@ DATA_TASKS = {
 }
 
 
+def data_configs(task: str) -> list[str]:
+    """The data configs whose datamodule declares ``task``, by name."""
+    return [data for data, declared in DATA_TASKS.items() if declared == task]
+
+
+# task -> its first data config by name (one run of every task)
+TASK_DATA = {task: data_configs(task)[0] for task in sorted(set(DATA_TASKS.values()))}
+
+
 def example_modules() -> list[str]:
     """The names of the examples modules in this package: one per task."""
     return sorted(module.name for module in pkgutil.iter_modules(__path__))
@@ -80,15 +89,6 @@ def per_item_shapes(task: Task, loss: Any, outputs: Tensor, target: Tensor) -> s
     """Shapes ``loss`` with ``reduction="none"`` may give on a batch of ``task``."""
     shapes = getattr(examples(task.name), "per_item_shapes", elementwise_shapes)
     return shapes(loss, outputs, target)
-
-
-def data_configs(task: str) -> list[str]:
-    """The data configs whose datamodule declares ``task``, by name."""
-    return [data for data, declared in DATA_TASKS.items() if declared == task]
-
-
-# task -> its first data config by name (one run of every task)
-TASK_DATA = {task: data_configs(task)[0] for task in sorted(set(DATA_TASKS.values()))}
 
 
 def stream_loss_pair(task: str) -> tuple[list[str], list[str]]:
