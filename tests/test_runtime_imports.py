@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import FAST_TRAINER, tiny_budget
+from conftest import FAST_TRAINER
+from task_examples import tiny_budget
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCKED = "hypothesis"  # a test dependency (requirements.txt), not a runtime one
