@@ -8,52 +8,14 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
+from task_examples import default_data, tiny_budget
 
 import train  # noqa: F401  (registers the run_name resolver)
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = ROOT / "conf"
 
-# Small enough that a fit + test takes a few seconds on two CPU cores.
-TINY_DATA = {
-    "seg_imbalanced": [
-        "data.n_train=64",
-        "data.n_val=32",
-        "data.n_test=32",
-        "data.image_size=32",
-        "data.batch_size=16",
-    ],
-    "mnist": ["data.val_size=100", "data.batch_size=32"],
-    "fashion_mnist": ["data.val_size=100", "data.batch_size=32"],
-    "regression": ["data.n_train=256", "data.n_val=64", "data.n_test=64", "data.batch_size=32"],
-    "boxes": ["data.n_train=128", "data.n_val=32", "data.n_test=32", "data.batch_size=16"],
-    "retrieval": [
-        "data.n_classes=12",
-        "data.n_train_classes=8",
-        "data.samples_per_class=8",
-        "data.p=4",
-        "data.k=2",
-    ],
-    "restoration": ["data.n_train=64", "data.n_val=16", "data.n_test=16", "data.batch_size=16"],
-}
-# the model each data config picks, and how to shrink it
-DEFAULT_MODEL = {
-    "seg_imbalanced": "unet",
-    "mnist": "cnn",
-    "fashion_mnist": "cnn",
-    "regression": "mlp",
-    "boxes": "box_cnn",
-    "retrieval": "embed_cnn",
-    "restoration": "denoise_unet",
-}
-TINY_MODEL = {
-    "unet": ["model.width=8"],
-    "cnn": ["model.width=8"],
-    "box_cnn": ["model.width=8"],
-    "embed_cnn": ["model.width=8"],
-    "denoise_unet": ["model.width=4"],
-    "mlp": ["model.hidden=[32]"],
-}
+# the trainer's side of the tiny budget (each task's examples give the data and model side)
 FAST_TRAINER = [
     "trainer.max_epochs=1",
     "trainer.limit_train_batches=4",
@@ -76,20 +38,17 @@ def fake_mnist_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def make_cfg(tmp_path, request) -> Callable[..., DictConfig]:
     """``make_cfg("loss=focal", ...)``: the composed config, run dir in ``tmp_path``, MNIST from
-    a fake IDX fixture, tiny data and budget unless ``tiny=False``."""
+    a fake IDX fixture, tiny data and budget unless ``tiny=False`` (the data and model overrides of
+    the task's examples, ``tests/task_examples/``, for the data and model chosen)."""
 
     def _make(*overrides: str, tiny: bool = True) -> DictConfig:
-        def choice(group: str, default: str) -> str:
+        def choice(group: str, default: str | None) -> str | None:
             return next(
                 (o.split("=", 1)[1] for o in overrides if o.startswith(f"{group}=")), default
             )
 
-        data = choice("data", "seg_imbalanced")
-        extra = (
-            [*TINY_DATA[data], *TINY_MODEL[choice("model", DEFAULT_MODEL[data])], *FAST_TRAINER]
-            if tiny
-            else []
-        )
+        data = choice("data", default_data())
+        extra = [*tiny_budget(data, choice("model", None)), *FAST_TRAINER] if tiny else []
         if (
             "mnist" in data
             or "data.source=mnist" in overrides

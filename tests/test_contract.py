@@ -1,10 +1,10 @@
-"""One contract for every loss config and every registered task: each task has a data config
-and contract inputs; each loss composes with a data config of every task it declares, trains a
-few steps end to end, and fits its task's reference batch. A new ``conf/loss/*.yaml`` or a new
-task is tested the moment it exists.
-
-The helpers take a config directory, so a task defined elsewhere (``tests/test_toy_task.py``)
-goes through the same checks.
+"""One contract for every loss config and every registered task: each task has a data config,
+test examples (``tests/task_examples/<task>.py``) that give every data config of the task a tiny
+budget and the losses it names that fit it, and a replayable reference batch; each loss composes
+with a data config of every task it declares, trains a few steps end to end, and fits its task's
+reference batch. A new ``conf/loss/*.yaml`` or a new task is tested the moment it exists
+(``tests/test_toy_task.py`` adds one to a copy of the repository and watches these tests pick it
+up).
 """
 
 import json
@@ -14,9 +14,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.utils import get_class
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
+from task_examples import (
+    DATA_TASKS,
+    TASK_DATA,
+    data_configs,
+    default_model,
+    example_modules,
+    examples,
+    loss_stats,
+    stream_loss_pair,
+    tiny_budget,
+)
 from torch import Tensor, nn
 
 from train import train
@@ -25,8 +35,6 @@ from trainer.tasks import TASKS, Task
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 LOSSES = sorted(p.stem for p in (CONF / "loss").glob("*.yaml"))
-# data configs that need files on disk: the contract prefers the synthetic ones of a task
-NEEDS_FILES = ("fashion_mnist",)
 # the overfit test: Adam on the outputs themselves, its step size decaying to 0 so the last steps
 # settle instead of oscillating around the minimum
 STEPS, LR = 60, 0.1
@@ -36,34 +44,16 @@ STEPS, LR = 60, 0.1
 FACTOR = 0.5
 
 
-def declared_pairs(conf_dir: Path = CONF) -> Iterator[tuple[str, str]]:
-    """``(loss config, task)`` for every task each ``conf_dir/loss/*.yaml`` declares."""
-    for path in sorted((conf_dir / "loss").glob("*.yaml")):
+def declared_pairs() -> Iterator[tuple[str, str]]:
+    """``(loss config, task)`` for every task each ``conf/loss/*.yaml`` declares."""
+    for path in sorted((CONF / "loss").glob("*.yaml")):
         for task in sorted(declared_tasks(OmegaConf.load(path))):
             yield path.stem, task
 
 
-def pair_params(conf_dir: Path = CONF) -> list:
+def pair_params() -> list:
     """:func:`declared_pairs` as pytest parameters named ``loss-task``."""
-    return [
-        pytest.param(loss, task, id=f"{loss}-{task}") for loss, task in declared_pairs(conf_dir)
-    ]
-
-
-def data_config_for(task: str, conf_dir: Path = CONF) -> str | None:
-    """A data config of ``conf_dir/data`` whose datamodule declares ``task`` (synthetic first)."""
-    names = sorted(
-        (p.stem for p in (conf_dir / "data").glob("*.yaml")),
-        key=lambda stem: (stem in NEEDS_FILES, stem),
-    )
-    return next(
-        (
-            name
-            for name in names
-            if get_class(OmegaConf.load(conf_dir / "data" / f"{name}.yaml")._target_).task == task
-        ),
-        None,
-    )
+    return [pytest.param(loss, task, id=f"{loss}-{task}") for loss, task in declared_pairs()]
 
 
 def task_class(task: str) -> type[Task]:
@@ -73,12 +63,12 @@ def task_class(task: str) -> type[Task]:
     return TASKS[task]
 
 
-def load_loss(conf_dir: Path, name: str, task: Task, reduction: str | None = None) -> nn.Module:
-    """The loss of ``conf_dir/loss/<name>.yaml``, built with the task's example data stats."""
-    cfg = OmegaConf.load(conf_dir / "loss" / f"{name}.yaml")
+def load_loss(name: str, task: Task, reduction: str | None = None) -> nn.Module:
+    """The loss of ``conf/loss/<name>.yaml``, built with the task's example data stats."""
+    cfg = OmegaConf.load(CONF / "loss" / f"{name}.yaml")
     if reduction is not None:
         cfg.reduction = reduction
-    return instantiate_with_data(cfg, task.loss_stats())
+    return instantiate_with_data(cfg, loss_stats(task))
 
 
 class _FlippedGradient(torch.autograd.Function):
@@ -114,23 +104,38 @@ def overfit_ratio(
         return float(loss_fn(param, target)) / initial
 
 
-def check_overfits(conf_dir: Path, name: str, task_name: str) -> None:
+def check_overfits(name: str, task_name: str) -> None:
     """The loss falls below ``FACTOR`` of its start on the task's reference batch."""
     task = task_class(task_name).example()
     outputs, target = task.reference_batch(seed=0)
-    ratio = overfit_ratio(load_loss(conf_dir, name, task), outputs, target)
+    ratio = overfit_ratio(load_loss(name, task), outputs, target)
     assert ratio < FACTOR, f"{name} on {task_name}: loss fell to {ratio:.3f} of its start"
 
 
-def check_task_contract(task_name: str, conf_dir: Path = CONF) -> None:
-    """The task has a data config, contract inputs and a replayable reference batch."""
-    assert data_config_for(task_name, conf_dir), f"task {task_name} has no data config"
+def loss_names(pair: tuple[list[str], list[str]]) -> list[str]:
+    """The loss configs a pair of override lists chooses (``loss=<name>``)."""
+    return [o.split("=", 1)[1] for overrides in pair for o in overrides if o.startswith("loss=")]
+
+
+def check_task_contract(task_name: str) -> None:
+    """The task has a data config, test examples (fuzz inputs, a tiny budget for each of its
+    data configs and their models, two pairs of losses that fit it) and a replayable reference
+    batch."""
+    assert data_configs(task_name), f"task {task_name} has no data config"
     task = task_class(task_name).example()
     first, again, other = task.reference_batch(0), task.reference_batch(0), task.reference_batch(1)
     for a, b in zip(first, again, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert not torch.equal(first[0], other[0]), f"{task_name}: reference_batch ignores its seed"
-    assert isinstance(task.loss_inputs(), st.SearchStrategy), f"{task_name}: no input strategy"
+    module = examples(task_name)
+    inputs = module.loss_inputs(task)
+    assert isinstance(inputs, st.SearchStrategy), f"{task_name}: no input strategy"
+    assert set(module.TINY_DATA) == set(data_configs(task_name)), f"{task_name}: TINY_DATA"
+    for data in data_configs(task_name):
+        assert tiny_budget(data, default_model(data)), data
+    fitting = {loss for loss, task in declared_pairs() if task == task_name}
+    for pair in (module.LOSS_PAIR, stream_loss_pair(task_name)):
+        assert len(pair) == 2 and set(loss_names(pair)) <= fitting, (task_name, pair)
 
 
 @pytest.mark.parametrize("loss", LOSSES)
@@ -148,16 +153,21 @@ def test_task_has_data_and_contract_inputs(task: str):
     check_task_contract(task)
 
 
+def test_every_task_of_the_data_configs_and_examples_is_registered():
+    assert set(DATA_TASKS.values()) == set(TASKS) == set(TASK_DATA)
+    assert set(example_modules()) == set(TASKS), "an examples module without a registered task"
+
+
 @pytest.mark.parametrize(("loss", "task"), pair_params())
 def test_loss_lowers_on_its_reference_batch(loss: str, task: str):
-    check_overfits(CONF, loss, task)
+    check_overfits(loss, task)
 
 
 @pytest.mark.parametrize("broken", ["flipped_gradient", "zero_lr"])
 def test_the_overfit_check_catches_a_loss_that_does_not_learn(broken: str):
     task = TASKS["classification"].example()
     outputs, target = task.reference_batch(seed=0)
-    ce = load_loss(CONF, "ce", task)
+    ce = load_loss("ce", task)
     if broken == "flipped_gradient":
         ratio = overfit_ratio(lambda x, y: ce(_FlippedGradient.apply(x), y), outputs, target)
         assert ratio > 1.0  # ascends: the loss rises
@@ -168,9 +178,8 @@ def test_the_overfit_check_catches_a_loss_that_does_not_learn(broken: str):
 @pytest.mark.slow
 @pytest.mark.parametrize(("loss", "task"), pair_params())
 def test_loss_trains_on_every_task_it_declares(make_cfg, tmp_path: Path, loss: str, task: str):
-    data = data_config_for(task)
-    assert data, f"task {task} has no data config"
-    metrics = train(make_cfg(f"data={data}", f"loss={loss}"))
+    assert task in TASK_DATA, f"task {task} has no data config"
+    metrics = train(make_cfg(f"data={TASK_DATA[task]}", f"loss={loss}"))
     assert json.loads((tmp_path / "status.json").read_text())["status"] == "completed"
     assert math.isfinite(metrics["train/loss_epoch"])
     assert math.isfinite(metrics["test/loss"])

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import read_events
-from hydra.utils import get_class
 from omegaconf import OmegaConf
+from task_examples import TASK_DATA, examples
 
 from train import train
 from trainer.lockstep import Variant, train_lockstep
@@ -26,21 +26,10 @@ from trainer.lockstep.routing import _variant_of_name
 from trainer.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parent.parent
-CONF = ROOT / "conf"
-# one data config per task (the first by name), so every task's default model is covered
-TASK_DATA = {}
-for path in sorted((CONF / "data").glob("*.yaml")):
-    TASK_DATA.setdefault(get_class(OmegaConf.load(path)._target_).task, path.stem)
-# two losses per task whose steps draw no random numbers (dropout in the cnn models does, alike
-# in every variant); see test_a_random_loss_keeps_the_variants_paired for one that draws
-LOSS_PAIRS = {
-    "boxes": (["loss=giou"], ["loss=l1"]),
-    "classification": (["loss=ce"], ["loss=focal", "loss.gamma=2"]),
-    "regression": (["loss=mse"], ["loss=huber"]),
-    "restoration": (["loss=l1"], ["loss=ssim"]),
-    "retrieval": (["loss=triplet"], ["loss=contrastive"]),
-    "segmentation": (["loss=bce"], ["loss=dice"]),
-}
+# one data config per task (TASK_DATA: the first by name), so every task's default model is
+# covered; two losses per task whose steps draw no random numbers (each task's LOSS_PAIR); see
+# test_a_random_loss_keeps_the_variants_paired for one that draws
+LOSS_PAIRS = {task: examples(task).LOSS_PAIR for task in sorted(TASKS)}
 # a validation between the epochs: checkpoint selection, the scheduler step, a second epoch
 TWO_EPOCHS = ["trainer.max_epochs=2", "trainer.limit_train_batches=3"]
 

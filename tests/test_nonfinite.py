@@ -14,7 +14,7 @@ from losses.segmentation import BCEWithLogitsLoss as BCE
 from train import train
 from trainer.callbacks import NonFiniteError, NonFiniteGuard
 from trainer.module import LossExperiment
-from trainer.tasks import Segmentation
+from trainer.tasks.segmentation import Segmentation
 
 BAD_STEP = 3
 

@@ -17,27 +17,15 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from hydra.utils import get_class
-from omegaconf import OmegaConf
+from task_examples import DATA_TASKS, stream_loss_pair
 
 from losses.regression import MSE
 from train import train
 from trainer.tasks import TASKS
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
-DATA_TASKS = {
-    path.stem: get_class(OmegaConf.load(path)._target_).task
-    for path in sorted((CONF / "data").glob("*.yaml"))
-}
-# two losses that fit each task, with their overrides
-LOSS_PAIRS = {
-    "boxes": (["loss=giou"], ["loss=l1"]),
-    "classification": (["loss=ce"], ["loss=class_weighted_ce"]),
-    "regression": (["loss=mse"], ["loss=huber"]),
-    "restoration": (["loss=l1"], ["loss=ssim"]),
-    "retrieval": (["loss=triplet", "loss.mining=random"], ["loss=contrastive"]),
-    "segmentation": (["loss=bce"], ["loss=dice"]),
-}
+# two losses that fit each task, with their overrides: one of them touches the random or the
+# data streams where the task's examples name such a pair
+LOSS_PAIRS = {task: stream_loss_pair(task) for task in sorted(TASKS)}
 # with a validation between the epochs, where a random loss draws too
 TWO_EPOCHS = ["trainer.max_epochs=2", "trainer.limit_train_batches=3"]
 

@@ -12,23 +12,17 @@ import torch
 from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 from sklearn.metrics import average_precision_score, roc_auc_score
+from task_examples import DATA_TASKS, per_item_shapes
 from torch import Tensor
 
 from trainer.config import instantiate_with_data
 from trainer.metrics import pixel_curve_thresholds
 from trainer.tasks import TASKS, Task, build_task, register
+from trainer.tasks.base import MODES
 from trainer.tasks.classification import Classification
 from trainer.tasks.segmentation import Segmentation
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
-SHIPPED = {
-    "boxes": ("iou", "max"),
-    "classification": ("acc", "max"),
-    "regression": ("mae", "min"),
-    "restoration": ("psnr", "max"),
-    "retrieval": ("recall@1", "max"),
-    "segmentation": ("dice", "max"),
-}
 
 
 def _scalars(task: Task, outputs: Tensor, target: Tensor) -> dict[str, float]:
@@ -37,9 +31,10 @@ def _scalars(task: Task, outputs: Tensor, target: Tensor) -> dict[str, float]:
     return {k: float(v) for k, v in task.scalars(metrics.compute()).items()}
 
 
-def test_the_shipped_tasks_are_registered_with_their_ranking_metric():
-    assert {name: (TASKS[name].monitor, TASKS[name].mode) for name in SHIPPED} == SHIPPED
+def test_every_task_of_the_data_configs_is_registered_with_a_ranking_metric():
+    assert set(DATA_TASKS.values()) == set(TASKS)
     assert all(TASKS[name].name == name for name in TASKS)
+    assert all(TASKS[name].monitor and TASKS[name].mode in MODES for name in TASKS)
 
 
 def test_build_task_builds_the_datamodules_task():
@@ -287,5 +282,5 @@ def test_retrieval_per_item_lengths_count_the_mined_entries(config: str, mining:
         "batch_all": sum(len(pos[a]) * len(neg[a]) for a in range(n)),
     }[mining]
     task = TASKS["retrieval"]()
-    assert task.per_item_shapes(loss, embeddings, labels) == {(expected,)}
+    assert per_item_shapes(task, loss, embeddings, labels) == {(expected,)}
     assert loss(embeddings, labels).shape == (expected,)

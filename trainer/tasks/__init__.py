@@ -1,27 +1,16 @@
 """The tasks, one class per module on :class:`~trainer.tasks.base.Task`, and their registry.
 
 ``TASKS`` maps each task name to its class; ``build_task(datamodule)`` builds the task a
-datamodule declares. Importing this package registers the shipped tasks; a new task is a module
-here with a ``@register``-ed subclass, imported below.
+datamodule declares. Importing this package imports every module in it, so each one's
+``@register``-ed class is in ``TASKS``: a new task is a new module here, listed nowhere.
 """
 
-from trainer.tasks.base import TASKS, Task, build_task, register
-from trainer.tasks.boxes import Boxes
-from trainer.tasks.classification import Classification
-from trainer.tasks.regression import Regression
-from trainer.tasks.restoration import Restoration
-from trainer.tasks.retrieval import Retrieval
-from trainer.tasks.segmentation import Segmentation
+import importlib
+import pkgutil
 
-__all__ = [
-    "TASKS",
-    "Boxes",
-    "Classification",
-    "Regression",
-    "Restoration",
-    "Retrieval",
-    "Segmentation",
-    "Task",
-    "build_task",
-    "register",
-]
+from trainer.tasks.base import TASKS, Task, build_task, register
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = ["TASKS", "Task", "build_task", "register"]

@@ -6,32 +6,27 @@ that ranks runs (``monitor``, without the split prefix, and its ``mode``), the t
 outputs to what the metrics consume (``update``), the flat scalars logged (``scalars``), what a
 validation epoch chooses for the test to apply (``validation_choices``, ``choose``,
 ``test_scalars``), the pictures drawn from the metric states (``figures``, ``pr_curves``), the
-validation samples shown (``picture_rows``), the projector's embeddings (``embeddings``), and, for
-the contract and fuzz tests of its losses, example inputs (``loss_inputs``, ``reference_batch``,
-``loss_stats``, ``per_item_shapes``).
+validation samples shown (``picture_rows``), the projector's embeddings (``embeddings``), and a
+small fixed batch of its outputs and targets (``reference_batch``: the run records name the
+metrics from it, the contract tests fit it). What only the tests need of a task (the fuzz
+strategies, the losses' example data stats, tiny budgets) lives in ``tests/task_examples/``.
 """
 
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import torch
-from hypothesis import strategies as st
 from matplotlib.figure import Figure
 from torch import Tensor
 from torchmetrics import MetricCollection
 
-from losses.base import Loss
 from trainer.metrics import ThresholdCounts
 
 MODES = ("max", "min")
-# logit scales the fuzz inputs are drawn at: from a fresh model's to far past float32's saturation
-# of sigmoid and softmax (|x| > ~17 or ~88)
-SCALES = (1.0, 10.0, 100.0, 1e4)
 
 
 class Task:
     """Base of every task; a subclass sets ``name``, ``monitor`` and ``mode`` and overrides what
-    its outputs need (``metrics`` and ``reference_batch`` and ``loss_inputs`` always).
+    its outputs need (``metrics`` and ``reference_batch`` always).
 
     ``name`` is the string a datamodule declares in its ``task`` and a loss in its ``tasks``.
     """
@@ -55,7 +50,7 @@ class Task:
 
     @classmethod
     def example(cls) -> "Task":
-        """An instance without a datamodule, sized for the contract and fuzz inputs."""
+        """An instance without a datamodule (the metric names of the findings, the tests)."""
         return cls()
 
     def metrics(self) -> MetricCollection:
@@ -109,28 +104,11 @@ class Task:
         """The split's embeddings and labels for TensorBoard's projector, or None."""
         return None
 
-    # -- what the contract and fuzz tests feed the task's losses --------------------------------
-
-    def loss_stats(self) -> dict[str, Any]:
-        """The ``data_stats`` a datamodule of this task would give its losses (class counts for
-        weighted losses), consistent with ``loss_inputs`` and ``reference_batch``."""
-        return {}
-
-    def loss_inputs(self) -> st.SearchStrategy[tuple[Tensor, Tensor]]:
-        """Hypothesis strategy of ``(outputs, target)`` float64 batches of any size the losses
-        accept, edge cases included; every tensor comes from drawn values or a drawn seed."""
-        raise NotImplementedError(f"task {self.name}: loss_inputs() is not implemented")
-
     def reference_batch(self, seed: int) -> tuple[Tensor, Tensor]:
         """One small fixed batch: outputs as a freshly initialised model would give them and
         targets the outputs can be fitted to (the contract's overfit test optimises the outputs;
         the run records compute the metrics' names from it)."""
         raise NotImplementedError(f"task {self.name}: reference_batch() is not implemented")
-
-    def per_item_shapes(self, loss: Loss, outputs: Tensor, target: Tensor) -> set[tuple[int, ...]]:
-        """Shapes ``loss`` with ``reduction="none"`` may give on a batch: element-wise (the
-        outputs' or the target's shape) or one value per sample ``[N]``."""
-        return {tuple(outputs.shape), tuple(target.shape), (len(outputs),)}
 
 
 TASKS: dict[str, type[Task]] = {}
@@ -164,20 +142,3 @@ def build_task(datamodule: Any) -> Task:
     if datamodule.task not in TASKS:
         raise ValueError(f"no task class for task {datamodule.task!r}; known: {sorted(TASKS)}")
     return TASKS[datamodule.task].from_datamodule(datamodule)
-
-
-# -- strategies the tasks' loss_inputs share ------------------------------------------------------
-
-
-def generators() -> st.SearchStrategy[torch.Generator]:
-    """Torch generators seeded from a drawn integer: tensors a failing example replays exactly."""
-    return st.integers(0, 2**32 - 1).map(lambda seed: torch.Generator().manual_seed(seed))
-
-
-@st.composite
-def logits(draw: st.DrawFn, shape: tuple[int, ...]) -> Tensor:
-    """Float64 normal values times a scale drawn from :data:`SCALES`; on a drawn flag saturated:
-    every value at ±scale."""
-    scale = draw(st.sampled_from(SCALES))
-    x = torch.randn(shape, generator=draw(generators()), dtype=torch.float64) * scale
-    return x.sign() * scale if draw(st.booleans()) else x

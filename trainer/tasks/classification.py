@@ -4,7 +4,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from hypothesis import strategies as st
 from matplotlib.figure import Figure
 from torch import Tensor
 from torchmetrics import MetricCollection
@@ -17,7 +16,7 @@ from torchmetrics.classification import (
 
 from trainer.figures import confusion_matrix_figure, reliability_figure
 from trainer.metrics import CALIBRATION_BINS, ReliabilityBins, classification_curve_metrics
-from trainer.tasks.base import Task, generators, logits, register
+from trainer.tasks.base import Task, register
 
 EXAMPLE_CLASSES = 5  # enough classes for a long tail in the example class counts
 
@@ -92,27 +91,8 @@ class Classification(Task):
             "reliability": reliability_figure(metrics["reliability"].compute()),
         }
 
-    def loss_stats(self) -> dict[str, Any]:
-        """A long tail: class c seen ``100 / 2**c`` times."""
-        return {"class_counts": [100 // 2**c for c in range(self.num_classes)]}
-
-    def loss_inputs(self) -> st.SearchStrategy[tuple[Tensor, Tensor]]:
-        """Batches of 1-16 at any logit scale, saturated or not; single-class batches too."""
-        return _inputs(self.num_classes)
-
     def reference_batch(self, seed: int) -> tuple[Tensor, Tensor]:
         """16 samples, every class present, logits of a fresh model (std 0.5)."""
         g = torch.Generator().manual_seed(seed)
         target = torch.arange(16) % self.num_classes
         return torch.randn(16, self.num_classes, generator=g) * 0.5, target
-
-
-@st.composite
-def _inputs(draw: st.DrawFn, num_classes: int) -> tuple[Tensor, Tensor]:
-    n = draw(st.integers(1, 16))
-    x = draw(logits((n, num_classes)))
-    if draw(st.booleans()):  # single-class batch
-        target = torch.full((n,), draw(st.integers(0, num_classes - 1)))
-    else:
-        target = torch.randint(0, num_classes, (n,), generator=draw(generators()))
-    return x, target

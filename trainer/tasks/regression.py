@@ -1,14 +1,13 @@
 """The regression task: predicted values ``[N, D]`` against targets of the same shape."""
 
 import torch
-from hypothesis import strategies as st
 from matplotlib.figure import Figure
 from torch import Tensor
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
 
 from trainer.figures import regression_scatter_figure
 from trainer.metrics import PredictionSample
-from trainer.tasks.base import Task, logits, register
+from trainer.tasks.base import Task, register
 
 SCATTER_POINTS = 2000  # enough to see the spread, few enough to draw in a fraction of a second
 
@@ -43,11 +42,6 @@ class Regression(Task):
         preds, target = metrics["sample"].compute()
         mae, r2 = float(metrics["mae"].compute()), float(metrics["r2"].compute())
         return {"pred_vs_target": regression_scatter_figure(preds, target, mae=mae, r2=r2)}
-
-    def loss_inputs(self) -> st.SearchStrategy[tuple[Tensor, Tensor]]:
-        """1-16 rows of 1-4 values, predictions and targets each at any scale up to 1e4."""
-        shapes = st.tuples(st.integers(1, 16), st.integers(1, 4))
-        return shapes.flatmap(lambda shape: st.tuples(logits(shape), logits(shape)))
 
     def reference_batch(self, seed: int) -> tuple[Tensor, Tensor]:
         """32 standard-normal targets; predictions of a fresh model, near 0 (std 0.1)."""

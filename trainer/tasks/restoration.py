@@ -2,12 +2,11 @@
 in [0, 1]."""
 
 import torch
-from hypothesis import strategies as st
 from torch import Tensor
 from torchmetrics import MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from trainer.tasks.base import Task, generators, logits, register
+from trainer.tasks.base import Task, register
 
 # two scales of the SSIM losses' 11-pixel gaussian window (ms_ssim_l1): smaller images are
 # rejected by design
@@ -37,11 +36,6 @@ class Restoration(Task):
         """Noisy input, restored, clean."""
         return [inputs.clamp(0, 1), outputs.clamp(0, 1), target]
 
-    def loss_inputs(self) -> st.SearchStrategy[tuple[Tensor, Tensor]]:
-        """1-3 gray or colour images of 11-20 pixels a side, outputs at any scale up to 1e4,
-        clean images uniform in [0, 1] or constant (0, which makes SSIM's variances vanish)."""
-        return _inputs()
-
     def reference_batch(self, seed: int) -> tuple[Tensor, Tensor]:
         """One 24x24 gray image (the smallest two SSIM scales hold) of a bright square on a
         darker background; the output the clean image plus gaussian noise (std 0.2), as a fresh
@@ -51,14 +45,3 @@ class Restoration(Task):
         top, left = torch.randint(0, 12, (2,), generator=g).tolist()
         clean[..., top : top + 12, left : left + 12] = 0.8
         return clean + 0.2 * torch.randn(clean.shape, generator=g), clean
-
-
-@st.composite
-def _inputs(draw: st.DrawFn) -> tuple[Tensor, Tensor]:
-    n, c = draw(st.integers(1, 3)), draw(st.sampled_from([1, 3]))
-    shape = (n, c, draw(st.integers(MIN_SIDE, 32)), draw(st.integers(MIN_SIDE, 32)))
-    if draw(st.booleans()):  # constant image
-        clean = torch.zeros(shape, dtype=torch.float64)
-    else:
-        clean = torch.rand(shape, generator=draw(generators()), dtype=torch.float64)
-    return draw(logits(shape)), clean

@@ -5,7 +5,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from hypothesis import strategies as st
 from torch import Tensor
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
@@ -20,9 +19,8 @@ from trainer.metrics import (
     ThresholdCounts,
     segmentation_curve_metrics,
 )
-from trainer.tasks.base import Task, generators, logits, register
+from trainer.tasks.base import Task, register
 
-MASKS = ("empty", "full", "one_pixel", "random")
 # the metrics of the mask the logits predict (logit > 0, i.e. probability 0.5); the others
 # take the probabilities
 MASK_METRICS = ("dice", "iou", "precision", "recall")
@@ -83,14 +81,6 @@ class Segmentation(Task):
         """Input, target mask, predicted probability."""
         return [inputs.clamp(0, 1), target, outputs.sigmoid()]
 
-    def loss_stats(self) -> dict[str, Any]:
-        """Background and foreground pixel counts, 2 % foreground as in ``data=seg_imbalanced``."""
-        return {"class_counts": [980, 20]}
-
-    def loss_inputs(self) -> st.SearchStrategy[tuple[Tensor, Tensor]]:
-        """Images of 1x1 to 12x12 pixels; empty, full, one-pixel and random (10 %) masks."""
-        return _inputs()
-
     def reference_batch(self, seed: int) -> tuple[Tensor, Tensor]:
         """Two 16x16 masks of one random rectangle each; logits of a fresh model (std 0.5)."""
         g = torch.Generator().manual_seed(seed)
@@ -98,18 +88,3 @@ class Segmentation(Task):
         for image, (top, left) in zip(mask, torch.randint(0, 8, (2, 2), generator=g), strict=True):
             image[0, top : top + 6, left : left + 6] = 1.0
         return torch.randn(2, 1, 16, 16, generator=g) * 0.5, mask
-
-
-@st.composite
-def _inputs(draw: st.DrawFn) -> tuple[Tensor, Tensor]:
-    shape = (draw(st.integers(1, 4)), 1, draw(st.integers(1, 12)), draw(st.integers(1, 12)))
-    x = draw(logits(shape))
-    kind = draw(st.sampled_from(MASKS))
-    mask = torch.zeros(shape, dtype=torch.float64)
-    if kind == "full":
-        mask.fill_(1.0)
-    elif kind == "one_pixel":
-        mask[0, 0, 0, 0] = 1.0
-    elif kind == "random":
-        mask = (torch.rand(shape, generator=draw(generators()), dtype=torch.float64) < 0.1).double()
-    return x, mask

@@ -1,0 +1,50 @@
+"""The segmentation task's test examples: empty, full, one-pixel and random masks under logits at
+any scale, and the imbalanced pixel counts of ``data=seg_imbalanced``."""
+
+from typing import Any
+
+import torch
+from hypothesis import strategies as st
+from strategies import generators, logits
+from torch import Tensor
+
+from trainer.tasks import Task
+
+MASKS = ("empty", "full", "one_pixel", "random")
+
+TINY_DATA = {
+    "seg_imbalanced": [
+        "data.n_train=64",
+        "data.n_val=32",
+        "data.n_test=32",
+        "data.image_size=32",
+        "data.batch_size=16",
+    ],
+}
+TINY_MODEL = {"unet": ["model.width=8"]}
+LOSS_PAIR = (["loss=bce"], ["loss=dice"])
+
+
+def loss_stats(task: Task) -> dict[str, Any]:
+    """Background and foreground pixel counts, 2 % foreground as in ``data=seg_imbalanced``."""
+    return {"class_counts": [980, 20]}
+
+
+def loss_inputs(task: Task) -> st.SearchStrategy[tuple[Tensor, Tensor]]:
+    """Images of 1x1 to 12x12 pixels; empty, full, one-pixel and random (10 %) masks."""
+    return _inputs()
+
+
+@st.composite
+def _inputs(draw: st.DrawFn) -> tuple[Tensor, Tensor]:
+    shape = (draw(st.integers(1, 4)), 1, draw(st.integers(1, 12)), draw(st.integers(1, 12)))
+    x = draw(logits(shape))
+    kind = draw(st.sampled_from(MASKS))
+    mask = torch.zeros(shape, dtype=torch.float64)
+    if kind == "full":
+        mask.fill_(1.0)
+    elif kind == "one_pixel":
+        mask[0, 0, 0, 0] = 1.0
+    elif kind == "random":
+        mask = (torch.rand(shape, generator=draw(generators()), dtype=torch.float64) < 0.1).double()
+    return x, mask
