@@ -4,10 +4,12 @@ not public API). These tests pin the copy against what Lightning itself writes, 
 release that changes the rule fails here instead of silently shifting the guard's and the
 module's step logging."""
 
+from pathlib import Path
+
 import lightning as L
 import pytest
 import torch
-from lightning.pytorch.loggers import Logger
+from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -16,23 +18,12 @@ from trainer.module import lightning_logs_this_step
 STEPS = 12
 
 
-class RecordingLogger(Logger):
+class RecordingLogger(CSVLogger):
     """Keeps the ``probe`` values Lightning writes: the 1-based step of the batch that logged it."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, save_dir: Path) -> None:
+        super().__init__(save_dir)
         self.written: list[int] = []
-
-    @property
-    def name(self) -> str:
-        return "recording"
-
-    @property
-    def version(self) -> int:
-        return 0
-
-    def log_hyperparams(self, params, *args, **kwargs) -> None:
-        pass
 
     def log_metrics(self, metrics, step=None) -> None:
         if "probe" in metrics:
@@ -72,10 +63,12 @@ class Probe(L.LightningModule):
 @pytest.mark.parametrize(
     ("every", "stop_at"), [(1, None), (3, None), (5, None), (4, 6), (50, None)]
 )
-def test_the_copied_rule_predicts_the_steps_lightning_writes(every: int, stop_at: int | None):
+def test_the_copied_rule_predicts_the_steps_lightning_writes(
+    every: int, stop_at: int | None, tmp_path: Path
+):
     torch.manual_seed(0)
     data = DataLoader(TensorDataset(torch.randn(STEPS * 2, 2)), batch_size=2)
-    module, logger = Probe(stop_at), RecordingLogger()
+    module, logger = Probe(stop_at), RecordingLogger(tmp_path)
     trainer = L.Trainer(
         max_epochs=1,
         logger=logger,
