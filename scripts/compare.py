@@ -17,7 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from trainer.report import report_json, write_report
+from trainer.analysis.report import write_report
+from trainer.analysis.tables import report_json
 
 
 def main() -> None:

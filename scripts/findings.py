@@ -7,9 +7,9 @@
     .venv/bin/python scripts/findings.py --only numerical_stability --report-only
     .venv/bin/python scripts/findings.py --list
 
-Each finding's variants train with ``train.py -m`` (one subprocess at a time, one thread, CPU,
-``trainer.deterministic=true``) into ``--work/<finding>/``; the verdicts come from
-``trainer.report``; ``--out/<finding>/`` gets summary.md, summary.csv, runs.csv, verdicts.csv,
+Each finding's suite trains with ``train.py -m suite=<its suite>`` (one subprocess, one thread,
+CPU, ``trainer.deterministic=true``) into ``--work/<finding>/``; the verdicts come from
+``trainer.analysis``; ``--out/<finding>/`` gets summary.md, summary.csv, runs.csv, verdicts.csv,
 finding.json and the report's pictures (no checkpoints, no event files), and ``--out/README.md``
 is rebuilt from every finding in ``--out``. ``--repeat-check`` trains the finding a second time and
 records how far the two runs' metrics differ (relative; 1e-3 is the tolerance).
@@ -25,7 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from trainer import findings as fd
+from trainer.analysis.findings.evaluation import repeat_difference
+from trainer.analysis.findings.runner import rebuild_finding, run_finding
+from trainer.analysis.findings.spec import ROOT, load_specs
+from trainer.analysis.findings.writing import write_index
 
 
 def main() -> None:
@@ -34,25 +37,20 @@ def main() -> None:
     )
     parser.add_argument("--only", action="append", metavar="NAME", help="this finding (repeatable)")
     parser.add_argument("--seeds", type=int, help="the first N seeds (default: the spec's)")
-    parser.add_argument("--out", type=Path, default=fd.ROOT / "results", help="default results/")
+    parser.add_argument("--out", type=Path, default=ROOT / "results", help="default results/")
     parser.add_argument(
         "--work",
         type=Path,
-        default=fd.ROOT / "outputs" / "findings",
+        default=ROOT / "outputs" / "findings",
         help="where the runs train (checkpoints, event files; default outputs/findings/)",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="a smoke test: 1 seed, 1 epoch, 4 batches"
+        "--quick", action="store_true", help="a smoke test: 1 seed, the debug=quick budget"
     )
     parser.add_argument(
         "--repeat-check",
         action="store_true",
         help="train each finding twice and record the largest relative difference of the metrics",
-    )
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="keep the variants already trained in --work (every seed finished); train the rest",
     )
     parser.add_argument(
         "--report-only",
@@ -62,7 +60,7 @@ def main() -> None:
     parser.add_argument("--list", action="store_true", help="list the findings and exit")
     args = parser.parse_args()
 
-    specs = fd.load_specs()
+    specs = load_specs()
     if args.list:
         for name, spec in specs.items():
             jobs = len(spec.variants) * len(spec.seeds)
@@ -82,17 +80,17 @@ def main() -> None:
             ]
         start = time.monotonic()
         if args.report_only:
-            record = fd.rebuild_finding(spec, args.out, args.work)
-            fd.write_index(args.out, specs)
+            record = rebuild_finding(spec, args.out, args.work)
+            write_index(args.out, specs)
             print(f"[{name}] {record['outcome']} (rebuilt, no training) -> {args.out / name}")
             continue
-        record = fd.run_finding(spec, args.out, args.work, seeds, args.quick, resume=args.resume)
+        record = run_finding(spec, args.out, args.work, seeds, args.quick)
         if args.repeat_check and not record["blocked"]:
             first = args.out / name / "runs.csv"
             saved = first.read_bytes()
             repeat_out = args.work / "_repeat_results"
-            again = fd.run_finding(spec, repeat_out, args.work / "_repeat", seeds, args.quick)
-            check = fd.repeat_difference(first, repeat_out / name / "runs.csv")
+            again = run_finding(spec, repeat_out, args.work / "_repeat", seeds, args.quick)
+            check = repeat_difference(first, repeat_out / name / "runs.csv")
             check["second_wall_s"] = again["wall_s"]
             record["repeat_check"] = check
             (args.out / name / "runs.csv").write_bytes(saved)
@@ -100,7 +98,7 @@ def main() -> None:
                 json.dumps(record, indent=2, default=str) + "\n"
             )
             print(f"[{name}] repeat check: {check}")
-        fd.write_index(args.out, specs)
+        write_index(args.out, specs)
         print(
             f"[{name}] {record['outcome']} in {time.monotonic() - start:.0f} s -> {args.out / name}"
         )

@@ -1,5 +1,5 @@
-"""Findings (trainer/findings.py, scripts/findings.py): the specs, the outcome logic, the repeat
-check and one quick end-to-end run."""
+"""Findings (trainer/analysis/findings/, scripts/findings.py): the specs, the outcome logic, the
+quick preset, the repeat check and one quick end-to-end run."""
 
 import csv
 import os
@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
-from trainer import findings as fd
+from trainer.analysis.findings import evaluation, runner
+from trainer.analysis.findings import spec as findings_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "conf" / "findings").glob("*.yaml"))
@@ -21,10 +23,11 @@ def test_there_are_specs():
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
 def test_spec_loads_and_names_existing_configs(path):
-    spec = fd.load_spec(path)
+    spec = findings_spec.load_spec(path)
     assert spec.claim and spec.source
     assert len(spec.seeds) >= 3, "a finding needs >= 3 seeds for a paired verdict"
     conf = ROOT / "conf"
+    assert (conf / "suite" / f"{spec.suite}.yaml").is_file(), spec.suite
     assert (conf / "data" / f"{spec.data}.yaml").is_file(), spec.data
     assert (conf / "model" / f"{spec.model}.yaml").is_file(), spec.model
     groups = {"loss", "data", "model", "debug", "optimizer", "scheduler", "trainer"}
@@ -33,8 +36,7 @@ def test_spec_loads_and_names_existing_configs(path):
             key, _, value = override.partition("=")
             if key in groups:
                 assert (conf / key / f"{value}.yaml").is_file(), override
-    tags = fd.available_metrics(spec.data)
-    assert tags is not None, spec.data
+    tags = findings_spec.available_metrics(spec.task)
     for check in spec.checks:
         if check.metric.startswith("test/"):
             assert check.metric in tags, check.metric
@@ -59,12 +61,12 @@ def test_spec_loads_and_names_existing_configs(path):
     ],
 )
 def test_outcome(pairs, expected):
-    assert fd.outcome(pairs) == expected
+    assert evaluation.outcome(pairs) == expected
 
 
 def test_outcome_needs_verdicts():
     with pytest.raises(ValueError):
-        fd.outcome([])
+        evaluation.outcome([])
 
 
 def _spec(tmp_path, text):
@@ -76,12 +78,8 @@ def _spec(tmp_path, text):
 BASE = """
 claim: c
 source: s
-runs:
-  data: regression
-  model: mlp
-  variants:
-    mse: [loss=mse]
-    l1: [loss=l1]
+suite: {suite}
+variants: [{names}]
 baseline: {baseline}
 checks:
   - metric: test/mae
@@ -90,31 +88,61 @@ checks:
 """
 
 
+SUITE = "finding_regression_outliers"  # variants mse, l1, huber; seeds 0-4
+
+
+def _good(**changes) -> str:
+    fields = {"suite": SUITE, "names": "mse, l1, huber", "baseline": "mse", "mode": "min"}
+    return BASE.format(**(fields | {"expect": "l1: better"} | changes))
+
+
 @pytest.mark.parametrize(
-    ("baseline", "mode", "expect", "message"),
+    ("changes", "message"),
     [
-        ("huber", "min", "l1: better", "baseline"),
-        ("mse", "lower", "l1: better", "mode"),
-        ("mse", "min", "l1: faster", "expected one of"),
-        ("mse", "min", "mse: better", "non-baseline"),
-        ("mse", "min", "", "names no variant"),
+        ({"baseline": "tweedie"}, "baseline"),
+        ({"mode": "lower"}, "mode"),
+        ({"expect": "l1: faster"}, "expected one of"),
+        ({"expect": "mse: better"}, "non-baseline"),
+        ({"expect": ""}, "names no variant"),
+        ({"names": "mse, l1"}, "distinct names for the suite's 3 variants"),
+        ({"names": "mse, l1, l1"}, "distinct names"),
+        # a grid in a variant (huber's deltas) would make one name several variants
+        ({"suite": "regression_outliers", "names": "a, b, c, d"}, "not a sweep"),
+        ({"suite": "restoration", "names": "a, b, c, d, e"}, "no grid or select"),
     ],
 )
-def test_bad_specs_fail_with_a_reason(tmp_path, baseline, mode, expect, message):
-    path = _spec(tmp_path, BASE.format(baseline=baseline, mode=mode, expect=expect))
-    with pytest.raises(fd.SpecError, match=message):
-        fd.load_spec(path)
+def test_bad_specs_fail_with_a_reason(tmp_path, changes, message):
+    path = _spec(tmp_path, _good(**changes))
+    with pytest.raises(findings_spec.SpecError, match=message):
+        findings_spec.load_spec(path)
 
 
-def test_a_good_spec_loads_with_default_seeds(tmp_path):
-    spec = fd.load_spec(
-        _spec(tmp_path, BASE.format(baseline="mse", mode="min", expect="l1: better"))
-    )
-    assert spec.seeds == [0, 1, 2]
+def test_a_good_spec_takes_its_suite_s_runs(tmp_path):
+    spec = findings_spec.load_spec(_spec(tmp_path, _good()))
+    assert spec.seeds == [0, 1, 2, 3, 4]
+    assert spec.variants == {
+        "mse": ["loss=mse"],
+        "l1": ["loss=l1"],
+        "huber": ["loss=huber", "loss.delta=1.0"],
+    }
+    assert (spec.data, spec.model, spec.task) == ("regression", "mlp", "regression")
     assert spec.checks[0].expect == {"l1": "better"}
-    command = fd.job_command(spec, "l1", tmp_path, [0, 1], quick=True)
-    assert "seed=0,1" in command and "loss=l1" in command
-    assert "trainer.deterministic=true" in command and "trainer.max_epochs=1" in command
+    command = runner.job_command(spec, tmp_path, [0, 1], quick=True)
+    assert f"suite={SUITE}" in command and "seed=0,1" in command and "debug=quick" in command
+    assert "trainer.deterministic=true" in command
+    assert not any(o.startswith("seed=") for o in runner.job_command(spec, tmp_path, spec.seeds))
+
+
+def test_quick_keeps_the_finding_s_preset_and_drops_what_quick_sets():
+    quick = OmegaConf.load(ROOT / "conf" / "debug" / "quick.yaml")
+    assert quick.trainer.max_epochs == 1  # the key the finding's override below gives way to
+    overrides = ["debug=saturate", "trainer.max_epochs=5", "trainer.max_steps=9", "data.n_train=9"]
+    assert runner.quick_overrides(overrides) == [
+        "trainer.max_steps=9",
+        "data.n_train=9",
+        "debug=[saturate,quick]",
+    ]
+    assert runner.quick_overrides([]) == ["debug=quick"]
 
 
 def _runs_csv(path, value):
@@ -129,12 +157,12 @@ def _runs_csv(path, value):
 def test_repeat_difference(tmp_path):
     _runs_csv(tmp_path / "a.csv", 1.0)
     _runs_csv(tmp_path / "b.csv", 1.0005)
-    check = fd.repeat_difference(tmp_path / "a.csv", tmp_path / "b.csv")
+    check = evaluation.repeat_difference(tmp_path / "a.csv", tmp_path / "b.csv")
     assert check["values"] == 1  # throughput is not a result
     assert check["max_rel_diff"] == pytest.approx(0.0005 / 1.0005)
     assert check["ok"]
     _runs_csv(tmp_path / "b.csv", 1.1)
-    assert not fd.repeat_difference(tmp_path / "a.csv", tmp_path / "b.csv")["ok"]
+    assert not evaluation.repeat_difference(tmp_path / "a.csv", tmp_path / "b.csv")["ok"]
 
 
 def test_quick_end_to_end(tmp_path):

@@ -13,7 +13,8 @@ import pytest
 import yaml
 from scipy import stats as scipy_stats
 
-from trainer.report import compare_runs, write_report
+from trainer.analysis.comparison import compare_runs
+from trainer.analysis.report import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK_METRIC = {"classification": ("acc", "max"), "regression": ("mae", "min")}

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 
-from trainer import stats
+from trainer.analysis import stats
 
 SCORES = [0.812, 0.827, 0.809, 0.831, 0.820]
 

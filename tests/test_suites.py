@@ -11,7 +11,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from test_sweep import ROOT, run_train
 
-from trainer.report import write_report
+from trainer.analysis.report import write_report
 
 TINY_SUITE = """\
 # @package _global_

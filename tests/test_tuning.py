@@ -300,7 +300,7 @@ def test_a_tuned_suite_retrains_each_winner_on_fresh_seeds_and_reports_the_choic
 
 
 def test_the_report_lists_each_search_and_warns_of_a_best_value_at_an_edge():
-    from trainer.report import _search_lines
+    from trainer.analysis.markdown import search_lines
 
     def search(best: dict, warnings: list[str]) -> dict:
         return {
@@ -322,7 +322,7 @@ def test_the_report_lists_each_search_and_warns_of_a_best_value_at_an_edge():
             "bce": search({"optimizer.lr": 1e-3}, []),
         },
     )
-    lines = _search_lines(comparison)
+    lines = search_lines(comparison)
     assert "| focal | loss.gamma=2.0, optimizer.lr=0.0001 | 8 | 3 | 1 | 0.5000 |" in lines
     assert "| bce | optimizer.lr=0.001 | 8 | 3 | 1 | 0.5000 |" in lines
     assert f"- focal: {warning}" in lines and not any(line.startswith("- bce") for line in lines)
