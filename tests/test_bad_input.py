@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from task_examples import tiny_budget
 
 from losses.checks import values_checkable
 from losses.classification import CrossEntropy
@@ -184,6 +185,7 @@ def test_cli_prints_one_line_and_fails(tmp_path: Path):
         str(ROOT / "train.py"),
         "loss=dice",
         "loss.eps=-1",
+        *tiny_budget("seg_imbalanced"),  # the loss fails after the data is built: keep it small
         f"hydra.run.dir={tmp_path}",
     ]
     result = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=300)

@@ -33,12 +33,14 @@ def test_focal_sweep_runs_six_jobs_in_readable_dirs(tmp_path: Path):
         "loss.gamma=0,1,2",
         "loss.alpha=0.25,0.5",
         "debug=quick",
+        *tiny_budget("seg_imbalanced"),
         "trainer.enable_progress_bar=false",
         f"hydra.sweep.dir={tmp_path}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = sorted(p.name for p in tmp_path.iterdir() if p.is_dir() and p.name != "_variants")
-    # only what varies between the jobs names them: no debug=quick, no progress-bar setting
+    # only what varies between the jobs names them: no debug=quick, no tiny budget, no
+    # progress-bar setting
     assert runs == sorted(f"focal-gamma={g}-alpha={a}" for g in (0, 1, 2) for a in (0.25, 0.5))
     for name in runs:
         run = tmp_path / name
