@@ -8,7 +8,6 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -198,7 +197,7 @@ def tolerant_class(logger_class: type[Logger]) -> type[Logger]:
         self.on_failure = on_failure
 
     def finalize(self, status: str) -> None:
-        call = partial(logger_class.finalize, self, status)
+        call = functools.partial(logger_class.finalize, self, status)
         _tolerated(self.on_failure, self, f"finalize({status!r})", call)
 
     namespace = {"__init__": __init__, "finalize": finalize, "__module__": logger_class.__module__}
