@@ -1,14 +1,12 @@
 """Bad input is answered before training with one clear line (``train.py: ...``, exit code 1);
 ``HYDRA_FULL_ERROR=1`` brings the traceback back. Each row: overrides -> the line's text."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from task_examples import tiny_budget
+from train_cli import run_train
 
 from losses.checks import values_checkable
 from losses.classification import CrossEntropy
@@ -181,24 +179,15 @@ def test_wrong_tensors_reaching_a_loss(loss: str, inputs, target, message: str):
 @pytest.mark.slow
 def test_cli_prints_one_line_and_fails(tmp_path: Path):
     args = [
-        sys.executable,
-        str(ROOT / "train.py"),
         "loss=dice",
         "loss.eps=-1",
         *tiny_budget("seg_imbalanced"),  # the loss fails after the data is built: keep it small
         f"hydra.run.dir={tmp_path}",
     ]
-    result = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    result = run_train(*args)
     assert result.returncode == 1
     assert result.stderr.strip() == "train.py: dice: expected eps > 0.0, got -1"
-    full = subprocess.run(
-        args,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        env={**os.environ, "HYDRA_FULL_ERROR": "1"},
-    )
+    full = run_train(*args, env={"HYDRA_FULL_ERROR": "1"})
     assert full.returncode == 1 and "Traceback" in full.stderr
 
 

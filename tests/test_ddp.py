@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from nan_injection import BAD_STEP
-from test_sweep import run_train
+from train_cli import run_train
 
 TESTS = Path(__file__).resolve().parent
 

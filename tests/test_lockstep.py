@@ -10,8 +10,6 @@ would hide a broken pairing.
 """
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ import torch
 from conftest import read_events
 from omegaconf import OmegaConf
 from task_examples import TASK_DATA, examples
+from train_cli import run_train
 
 from train import train
 from trainer.lockstep import Variant, train_lockstep
@@ -201,27 +200,19 @@ def test_logged_names_route_to_their_variant():
 @pytest.mark.slow
 def test_the_launcher_groups_jobs_that_differ_only_in_the_loss(tmp_path: Path):
     sweep = tmp_path / "sweep"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            "-m",
-            "data=regression",
-            "loss=mse,l1",
-            "nan_policy=skip,raise",
-            "hydra/launcher=lockstep",
-            f"hydra.sweep.dir={sweep}",
-            "data.n_train=256",
-            "data.n_val=64",
-            "data.n_test=64",
-            "model.hidden=[32]",
-            "trainer.max_epochs=2",
-            "trainer.enable_progress_bar=false",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = run_train(
+        "-m",
+        "data=regression",
+        "loss=mse,l1",
+        "nan_policy=skip,raise",
+        "hydra/launcher=lockstep",
+        f"hydra.sweep.dir={sweep}",
+        "data.n_train=256",
+        "data.n_val=64",
+        "data.n_test=64",
+        "model.hidden=[32]",
+        "trainer.max_epochs=2",
+        "trainer.enable_progress_bar=false",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     log = result.stderr + result.stdout

@@ -3,15 +3,12 @@ carry no duplicate steps, and with ``trainer.deterministic=true`` it ends where 
 run ends."""
 
 import json
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from conftest import read_events
-from test_sweep import ROOT, run_train
+from train_cli import run_train, start_train
 
 RUN = [
     "debug=quick",
@@ -26,13 +23,12 @@ RUN = [
 
 
 def _kill_after_first_checkpoint(run_dir: Path) -> None:
-    args = [sys.executable, str(ROOT / "train.py"), *RUN, f"hydra.run.dir={run_dir}"]
-    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = start_train(*RUN, f"hydra.run.dir={run_dir}")
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 300
     while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
+    process.kill()
     process.wait()
     assert checkpoint.exists(), "the run ended before its first checkpoint"
 

@@ -12,7 +12,7 @@ from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext
 from omegaconf import OmegaConf
-from test_sweep import ROOT, run_train
+from train_cli import ROOT, run_train
 
 # a regression MLP on tiny data: a run takes about a second
 TINY_REGRESSION = [

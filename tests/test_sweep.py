@@ -1,28 +1,13 @@
 """Hydra multiruns through the real command line: one readable directory and event file per job."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 from task_examples import DATA_TASKS, tiny_budget
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_train(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, **(env or {})},
-    )
+from train_cli import ROOT, run_train
 
 
 @pytest.mark.slow

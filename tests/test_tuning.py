@@ -13,7 +13,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from test_staged_select import TINY_REGRESSION
-from test_sweep import ROOT, run_train
+from train_cli import ROOT, run_train
 
 from trainer.search import pruning as search_pruning
 from trainer.search import space as search_space

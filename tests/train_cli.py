@@ -1,0 +1,100 @@
+"""``python train.py ARGS`` for the tests, each in a process of its own, without paying for
+Python's start and the ~6 s import of torch, Lightning and the runtime in every one.
+
+A fork server (``multiprocessing``'s ``forkserver``: a clean process started once per test
+session, which has imported the training runtime and nothing of the tests) forks one child per
+command; the child takes the command's working directory, environment and ``sys.argv``, sends
+its stdout and stderr to files, and runs ``train.py`` as ``__main__``, exactly as the
+interpreter would. What a cold interpreter must show (imports, the front door's start-up) is
+tested with real subprocesses in ``test_runtime_imports``, ``test_analysis_imports`` and
+``test_cli``; ``cold_train`` runs one where the fork would change what is tested.
+"""
+
+import multiprocessing
+import os
+import runpy
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN = ROOT / "train.py"
+# what the children share: imported once, in the fork server (not in the test process)
+PRELOAD = ["torch", "lightning", "trainer.run", "trainer.analysis.report"]
+
+_context = multiprocessing.get_context("forkserver")
+_context.set_forkserver_preload(PRELOAD)
+
+
+def _train_main(args: list[str], cwd: str, env: dict[str, str], out: str, err: str) -> None:
+    """The child: ``train.py`` as ``__main__`` with ``args``; its exit status is the child's."""
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    for fd, path in ((1, out), (2, err)):
+        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(target, fd)
+        os.close(target)
+    sys.argv = [str(TRAIN), *args]
+    runpy.run_path(str(TRAIN), run_name="__main__")
+
+
+class TrainProcess:
+    """A started ``train.py``: ``pid``, ``kill``, ``wait`` (returns the CompletedProcess)."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None) -> None:
+        self.args = [sys.executable, str(TRAIN), *args]
+        self._files = tempfile.TemporaryDirectory(prefix="train_cli_")
+        self._paths = [os.path.join(self._files.name, name) for name in ("stdout", "stderr")]
+        environment = {**os.environ, **(env or {})}
+        self._process = _context.Process(
+            target=_train_main, args=(list(args), str(cwd), environment, *self._paths)
+        )
+        self._process.start()
+        self.pid = self._process.pid
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def kill(self) -> None:
+        self._process.kill()
+
+    def wait(self, timeout: float | None = None) -> subprocess.CompletedProcess:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            self._process.kill()
+            self._process.join()
+            raise subprocess.TimeoutExpired(self.args, timeout)
+        # a child that failed before its first line (the fork server's own error) wrote nothing
+        stdout, stderr = (Path(p).read_text() if Path(p).exists() else "" for p in self._paths)
+        self._files.cleanup()
+        return subprocess.CompletedProcess(self.args, self._process.exitcode, stdout, stderr)
+
+
+def start_train(*args: str, cwd: Path = ROOT, env: dict | None = None) -> TrainProcess:
+    return TrainProcess(list(args), cwd, env)
+
+
+def run_train(
+    *args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """``python train.py *args`` in ``cwd`` with ``env`` added to the environment: its exit
+    status, stdout and stderr, as ``subprocess.run(..., capture_output=True, text=True)``."""
+    return start_train(*args, cwd=cwd, env=env).wait(timeout)
+
+
+def cold_train(
+    *args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """``run_train`` in a fresh interpreter. For a sweep through joblib: its loky workers stay
+    up for reuse, and a forked child joins its multiprocessing children before the shutdown
+    that would stop them runs, so it would wait out their idle timeout (300 s)."""
+    return subprocess.run(
+        [sys.executable, str(TRAIN), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
