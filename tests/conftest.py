@@ -39,9 +39,13 @@ def fake_mnist_dir(tmp_path_factory) -> Path:
 def make_cfg(tmp_path, request) -> Callable[..., DictConfig]:
     """``make_cfg("loss=focal", ...)``: the composed config, run dir in ``tmp_path``, MNIST from
     a fake IDX fixture, tiny data and budget unless ``tiny=False`` (the data and model overrides of
-    the task's examples, ``tests/task_examples/``, for the data and model chosen)."""
+    the task's examples, ``tests/task_examples/``, for the data and model chosen).
 
-    def _make(*overrides: str, tiny: bool = True) -> DictConfig:
+    A tiny run draws no task figures unless ``figures=True``: the figures are the task's, whatever
+    the loss, and are checked per task (``test_task_figures``) and per lockstep variant; drawing
+    them costs half of a tiny classification run."""
+
+    def _make(*overrides: str, tiny: bool = True, figures: bool = False) -> DictConfig:
         def choice(group: str, default: str | None) -> str | None:
             return next(
                 (o.split("=", 1)[1] for o in overrides if o.startswith(f"{group}=")), default
@@ -49,6 +53,8 @@ def make_cfg(tmp_path, request) -> Callable[..., DictConfig]:
 
         data = choice("data", default_data())
         extra = [*tiny_budget(data, choice("model", None)), *FAST_TRAINER] if tiny else []
+        if tiny and not figures:
+            extra.append("~callbacks.figures")
         if (
             "mnist" in data
             or "data.source=mnist" in overrides

@@ -2,13 +2,11 @@
 quick preset, the repeat check and one quick end-to-end run."""
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
+from train_cli import run_script
 
 from trainer.analysis.findings import evaluation, runner
 from trainer.analysis.findings import spec as findings_spec
@@ -167,10 +165,10 @@ def test_repeat_difference(tmp_path):
 
 def test_quick_end_to_end(tmp_path):
     out = tmp_path / "results"
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
-    command = [sys.executable, str(ROOT / "scripts" / "findings.py"), "--quick"]
-    command += ["--only", "regression_outliers", "--out", str(out), "--work", str(tmp_path / "w")]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    script = ROOT / "scripts" / "findings.py"
+    command = ["--quick", "--only", "regression_outliers", "--out", str(out)]
+    command += ["--work", str(tmp_path / "w")]
+    result = run_script(script, *command, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     finding = out / "regression_outliers"
     with open(finding / "summary.csv") as f:
@@ -181,9 +179,7 @@ def test_quick_end_to_end(tmp_path):
     assert (finding / "runs.csv").is_file() and (finding / "verdicts.csv").is_file()
     assert not list(finding.rglob("*.ckpt")) and not list(finding.rglob("events.out.*"))
     # the hand-written text can change without training again: --report-only rebuilds
-    rebuilt = subprocess.run(
-        [*command, "--report-only"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
+    rebuilt = run_script(script, *command, "--report-only", timeout=120)
     assert rebuilt.returncode == 0, rebuilt.stdout[-2000:] + rebuilt.stderr[-2000:]
     assert "rebuilt, no training" in rebuilt.stdout
     assert (finding / "summary.csv").is_file()

@@ -35,7 +35,7 @@ TWO_EPOCHS = ["trainer.max_epochs=2", "trainer.limit_train_batches=3"]
 
 def as_variant(make_cfg, run_dir: Path, *overrides: str) -> Variant:
     """The job the lockstep launcher would hand over: the config resolved for its run dir."""
-    cfg = make_cfg(*overrides, f"paths.output_dir={run_dir}")
+    cfg = make_cfg(*overrides, f"paths.output_dir={run_dir}", figures=True)
     plain = OmegaConf.to_container(cfg, resolve=True)
     del plain["hydra"]
     return Variant(
@@ -46,7 +46,7 @@ def as_variant(make_cfg, run_dir: Path, *overrides: str) -> Variant:
 def run_both(make_cfg, tmp_path: Path, common: list[str], variants: list[list[str]]):
     """Each variant sequentially (``seq<i>``) and all of them in one lockstep group (``ls<i>``)."""
     for i, own in enumerate(variants):
-        train(make_cfg(*common, *own, f"paths.output_dir={tmp_path / f'seq{i}'}"))
+        train(make_cfg(*common, *own, f"paths.output_dir={tmp_path / f'seq{i}'}", figures=True))
     group = [
         as_variant(make_cfg, tmp_path / f"ls{i}", *common, *own) for i, own in enumerate(variants)
     ]

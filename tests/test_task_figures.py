@@ -59,7 +59,7 @@ def _dice_iou(predicted: Tensor, truth: Tensor) -> tuple[float, float]:
 def test_segmentation_run_logs_curve_scores_the_validation_threshold_and_pr_curves(
     make_cfg, tmp_path: Path
 ):
-    cfg = make_cfg("trainer.max_epochs=2", "callbacks.figures.every_n_epochs=1")
+    cfg = make_cfg("trainer.max_epochs=2", "callbacks.figures.every_n_epochs=1", figures=True)
     metrics = train(cfg)
     scalars = read_events(tmp_path)["scalars"]
     for tag in (
@@ -119,7 +119,14 @@ def _binned_ece(probs: np.ndarray, target: np.ndarray, n_bins: int = 15) -> floa
 
 
 def test_validation_figures_are_drawn_at_the_cadence_and_the_last_epoch(make_cfg, tmp_path: Path):
-    train(make_cfg("data=regression", "trainer.max_epochs=3", "callbacks.figures.every_n_epochs=2"))
+    train(
+        make_cfg(
+            "data=regression",
+            "trainer.max_epochs=3",
+            "callbacks.figures.every_n_epochs=2",
+            figures=True,
+        )
+    )
     images = _events(tmp_path)
     # 4 training steps per epoch: the second epoch (cadence) and the third (the last)
     assert [image.step for image in images.Images("val/pred_vs_target")] == [8, 12]
@@ -131,6 +138,7 @@ def test_fashion_mnist_run_logs_curve_scores_and_pictures(make_cfg, tmp_path: Pa
         "data=fashion_mnist",
         "trainer.max_epochs=2",
         "callbacks.figures.every_n_epochs=2",
+        figures=True,
     )
     metrics = train(cfg)
     events = read_events(tmp_path)
@@ -160,14 +168,14 @@ def test_fashion_mnist_run_logs_curve_scores_and_pictures(make_cfg, tmp_path: Pa
 
 
 def test_regression_run_logs_the_prediction_scatter(make_cfg, tmp_path: Path):
-    train(make_cfg("data=regression"))
+    train(make_cfg("data=regression", figures=True))
     events = read_events(tmp_path)
     assert {"val/pred_vs_target", "test/pred_vs_target"} <= set(events["images"])
     assert not any("sample" in tag for tag in [*events["scalars"], *events["metric_tags"]])
 
 
 def test_retrieval_run_logs_map_at_r(make_cfg, tmp_path: Path):
-    metrics = train(make_cfg("data=retrieval"))
+    metrics = train(make_cfg("data=retrieval", figures=True))
     scalars = read_events(tmp_path)["scalars"]
     assert {"val/map@r", "test/map@r", "val/recall@1", "test/recall@1"} <= set(scalars)
     assert 0 <= metrics["test/map@r"] <= metrics["test/map"] + 1e-6  # R first ranks only

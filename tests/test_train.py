@@ -63,7 +63,7 @@ CALLBACKS = list(OmegaConf.load(Path(__file__).parents[1] / "conf/callbacks/defa
 @pytest.mark.parametrize("name", CALLBACKS)
 def test_a_run_completes_without_any_one_callback(make_cfg, tmp_path: Path, name: str):
     # a user's ~callbacks.<name>: the run still trains, tests and says what it tested
-    train(make_cfg(f"~callbacks.{name}", "trainer.max_epochs=2"))
+    train(make_cfg(f"~callbacks.{name}", "trainer.max_epochs=2", figures=True))
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["status"] == "completed", status.get("error")
     assert "test/dice" in status["metrics"]

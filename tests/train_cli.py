@@ -1,11 +1,12 @@
-"""``python train.py ARGS`` for the tests, each in a process of its own, without paying for
-Python's start and the ~6 s import of torch, Lightning and the runtime in every one.
+"""``python train.py ARGS`` (or another script of the repository) for the tests, each in a
+process of its own, without paying for Python's start and the ~6 s import of torch, Lightning and
+the runtime in every one.
 
 A fork server (``multiprocessing``'s ``forkserver``: a clean process started once per test
 session, which has imported the training runtime and nothing of the tests) forks one child per
 command; the child takes the command's working directory, environment and ``sys.argv``, sends
-its stdout and stderr to files, and runs ``train.py`` as ``__main__``, exactly as the
-interpreter would. What a cold interpreter must show (imports, the front door's start-up) is
+its stdout and stderr to files, and runs the script as ``__main__``, exactly as the interpreter
+would. What a cold interpreter must show (imports, the front door's start-up) is
 tested with real subprocesses in ``test_runtime_imports``, ``test_analysis_imports`` and
 ``test_cli``; ``cold_train`` runs one where the fork would change what is tested.
 """
@@ -27,8 +28,10 @@ _context = multiprocessing.get_context("forkserver")
 _context.set_forkserver_preload(PRELOAD)
 
 
-def _train_main(args: list[str], cwd: str, env: dict[str, str], out: str, err: str) -> None:
-    """The child: ``train.py`` as ``__main__`` with ``args``; its exit status is the child's."""
+def _script_main(
+    script: str, args: list[str], cwd: str, env: dict[str, str], out: str, err: str
+) -> None:
+    """The child: ``script`` as ``__main__`` with ``args``; its exit status is the child's."""
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
@@ -36,20 +39,21 @@ def _train_main(args: list[str], cwd: str, env: dict[str, str], out: str, err: s
         target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         os.dup2(target, fd)
         os.close(target)
-    sys.argv = [str(TRAIN), *args]
-    runpy.run_path(str(TRAIN), run_name="__main__")
+    sys.argv = [script, *args]
+    runpy.run_path(script, run_name="__main__")
 
 
-class TrainProcess:
-    """A started ``train.py``: ``pid``, ``kill``, ``wait`` (returns the CompletedProcess)."""
+class ScriptProcess:
+    """A started script: ``pid``, ``poll``, ``kill``, ``wait`` (returns the CompletedProcess)."""
 
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None) -> None:
-        self.args = [sys.executable, str(TRAIN), *args]
+    def __init__(self, script: Path, args: list[str], cwd: Path, env: dict | None) -> None:
+        self.args = [sys.executable, str(script), *args]
         self._files = tempfile.TemporaryDirectory(prefix="train_cli_")
         self._paths = [os.path.join(self._files.name, name) for name in ("stdout", "stderr")]
         environment = {**os.environ, **(env or {})}
         self._process = _context.Process(
-            target=_train_main, args=(list(args), str(cwd), environment, *self._paths)
+            target=_script_main,
+            args=(str(script), list(args), str(cwd), environment, *self._paths),
         )
         self._process.start()
         self.pid = self._process.pid
@@ -72,16 +76,23 @@ class TrainProcess:
         return subprocess.CompletedProcess(self.args, self._process.exitcode, stdout, stderr)
 
 
-def start_train(*args: str, cwd: Path = ROOT, env: dict | None = None) -> TrainProcess:
-    return TrainProcess(list(args), cwd, env)
+def start_train(*args: str, cwd: Path = ROOT, env: dict | None = None) -> ScriptProcess:
+    return ScriptProcess(TRAIN, list(args), cwd, env)
+
+
+def run_script(
+    script: Path, *args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """``python SCRIPT *args`` in ``cwd`` with ``env`` added to the environment: its exit
+    status, stdout and stderr, as ``subprocess.run(..., capture_output=True, text=True)``."""
+    return ScriptProcess(script, list(args), cwd, env).wait(timeout)
 
 
 def run_train(
     *args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess:
-    """``python train.py *args`` in ``cwd`` with ``env`` added to the environment: its exit
-    status, stdout and stderr, as ``subprocess.run(..., capture_output=True, text=True)``."""
-    return start_train(*args, cwd=cwd, env=env).wait(timeout)
+    """``python train.py *args``, as :func:`run_script`."""
+    return run_script(TRAIN, *args, cwd=cwd, env=env, timeout=timeout)
 
 
 def cold_train(
