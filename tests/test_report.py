@@ -13,6 +13,7 @@ import pytest
 import yaml
 from scipy import stats as scipy_stats
 
+from trainer.analysis import stats
 from trainer.analysis.comparison import compare_runs
 from trainer.analysis.report import write_report
 
@@ -193,6 +194,9 @@ VARIANT_KEYS = {
     "p_value",
     "p_improve",
     "verdict",
+    "label",
+    "regime",
+    "mde",
     "selected",
 }
 
@@ -211,12 +215,26 @@ def test_json_on_stdout_has_the_stated_schema_and_null_for_undefined(compare_cli
     assert focal["verdict"] == "n/a" and focal["diff"] == pytest.approx(0.84 - 0.810)
     base = by_name["ce"]
     assert base["verdict"] == "baseline" and base["diff"] is None and base["p_improve"] is None
-    log_variant = by_name["class_weighted_ce-scheme=log"]
-    assert log_variant["verdict"] == "better"
-    ci = scipy_stats.ttest_rel(ACC["class_weighted_ce-scheme=log"], ACC["ce"]).confidence_interval()
+    log, inverse = "class_weighted_ce-scheme=log", "class_weighted_ce-scheme=inverse"
+    log_variant = by_name[log]
+    assert log_variant["verdict"] == log_variant["label"] == "better"
+    assert log_variant["regime"] == [] and focal["mde"] is None
+    p = {name: scipy_stats.ttest_rel(ACC[name], ACC["ce"]).pvalue for name in (log, inverse)}
+    # Holm over the two testable comparisons (focal's one pair has no test), by hand
+    first, second = sorted(p.values())
+    p_holm = {
+        name: min(1.0, 2 * first) if p[name] == first else max(2 * first, second) for name in p
+    }
+    # the interval at the level of the adjusted test: it excludes 0 exactly when p_holm < 0.05
+    level = 1 - 0.05 * p[log] / p_holm[log]
+    ci = scipy_stats.ttest_rel(ACC[log], ACC["ce"]).confidence_interval(level)
     assert (log_variant["diff_ci_low"], log_variant["diff_ci_high"]) == pytest.approx(
-        (ci.low, ci.high)
+        (ci.low, ci.high), rel=1e-10
     )
+    assert log_variant["p_value"] == pytest.approx(p_holm[log], rel=1e-10)
+    std = np.std(np.subtract(ACC[log], ACC["ce"]), ddof=1)
+    # the JSON carries the report's MDE (its power is pinned in test_stats)
+    assert log_variant["mde"] == pytest.approx(stats.min_detectable_effect(3, std), rel=1e-12)
 
 
 def test_a_mixed_task_directory_gets_one_section_per_task_and_failures_are_listed(

@@ -1,5 +1,6 @@
 """The comparison statistics on fixed numbers, against scipy.stats and hand-computed cases."""
 
+import itertools
 import math
 
 import numpy as np
@@ -59,9 +60,14 @@ def test_paired_uses_only_the_shared_seeds_and_counts_ties_half_in_the_tasks_dir
     assert stats.paired(variant, baseline, "max").p_improve == 1 - 0.625
 
 
-def test_paired_with_identical_differences_is_decided_by_the_sign():
+def test_paired_with_identical_differences_takes_the_exact_sign_flip_test():
+    # no spread: the t-test is undefined, and p = 0 would claim more than n pairs can show;
+    # the exact test's p is the share of the 2^n sign flips as extreme: 2 of 4 here
     same = stats.paired({0: 1.0, 1: 2.0}, {0: 0.5, 1: 1.5}, "max")
-    assert same.p_value == 0.0 and same.diff.std == 0.0
+    assert same.p_value == 0.5 and same.diff.std == 0.0
+    assert math.isnan(same.diff.low) and math.isnan(same.diff.high)  # no interval from no spread
+    three = stats.paired({0: 1.0, 1: 2.0, 2: 3.0}, {0: 0.5, 1: 1.5, 2: 2.5}, "max")
+    assert three.p_value == 0.25  # the floor with three seeds
     equal = stats.paired({0: 1.0, 1: 2.0}, {0: 1.0, 1: 2.0}, "max")
     assert equal.p_value == 1.0 and equal.p_improve == 0.5
 
@@ -159,3 +165,109 @@ def test_min_detectable_effect_has_the_stated_power(n):
 def test_min_detectable_effect_is_undefined_below_two_pairs_or_without_spread():
     assert math.isnan(stats.min_detectable_effect(1, 0.01))
     assert math.isnan(stats.min_detectable_effect(3, math.nan))
+
+
+def _all_sign_flips_p(diffs: list[float], alternative: str) -> float:
+    """The exact permutation p by enumeration of every sign assignment (float64)."""
+    values = np.asarray(diffs, dtype=np.float64)
+    observed = values.mean()
+    means = np.array(
+        [(values * signs).mean() for signs in itertools.product((1.0, -1.0), repeat=len(values))]
+    )
+    tol = 1e-9  # the observed assignment itself must count, whatever the rounding (grid: 1e-3)
+    if alternative == "greater":
+        return float(np.mean(means >= observed - tol))
+    if alternative == "less":
+        return float(np.mean(means <= observed + tol))
+    return float(np.mean(np.abs(means) >= abs(observed) - tol))
+
+
+# differences on a grid of 0.001: sums of them compare exactly enough for ties to be ties
+GRID_DIFFS = st.lists(st.integers(-50, 50).map(lambda k: k / 1000), min_size=2, max_size=8)
+
+
+@given(GRID_DIFFS, st.sampled_from(["two-sided", "greater", "less"]))
+def test_sign_flip_p_is_the_share_of_sign_assignments_as_extreme(diffs, alternative):
+    if not any(diffs):
+        assert stats.sign_flip_p(diffs, alternative) == 1.0
+        return
+    expected = _all_sign_flips_p(diffs, alternative)
+    assert stats.sign_flip_p(diffs, alternative) == pytest.approx(expected, abs=1e-12)
+
+
+def _t_p(diffs: list[float], null: float, alternative: str) -> float:
+    x = np.asarray(diffs, dtype=np.float64) - null
+    t = x.mean() / (x.std(ddof=1) / math.sqrt(len(x)))
+    return float(
+        scipy_stats.t.sf(t, len(x) - 1)
+        if alternative == "greater"
+        else scipy_stats.t.cdf(t, len(x) - 1)
+    )
+
+
+DIFFS = [0.004, -0.003, 0.006, 0.001, -0.001]
+
+
+def test_equivalence_is_the_larger_of_two_one_sided_t_tests():
+    margin = 0.01
+    expected = max(_t_p(DIFFS, -margin, "greater"), _t_p(DIFFS, margin, "less"))
+    assert stats.equivalence_p(DIFFS, margin) == pytest.approx(expected, rel=1e-10)
+    assert stats.equivalence_p(DIFFS, margin) < 0.05  # within ±0.01: shown
+    assert stats.equivalence_p(DIFFS, 0.002) > 0.05  # not within ±0.002
+    # no spread: the exact one-sided sign-flip tests, 1 / 2^n each
+    assert stats.equivalence_p([0.001] * 3, 0.01) == 0.125
+    assert stats.equivalence_p([0.02] * 3, 0.01) == 1.0
+
+
+def test_noninferiority_is_one_sided_in_the_tasks_direction():
+    margin = 0.01
+    assert stats.noninferiority_p(DIFFS, margin, "max") == pytest.approx(
+        _t_p(DIFFS, -margin, "greater"), rel=1e-10
+    )
+    # lower is better (mode min): the variant may be higher by less than the margin
+    worse = [d + 0.008 for d in DIFFS]
+    assert stats.noninferiority_p(worse, margin, "min") == pytest.approx(
+        _t_p([-d for d in worse], -margin, "greater"), rel=1e-10
+    )
+    assert stats.noninferiority_p([-0.05, -0.06, -0.04], margin, "max") > 0.5
+
+
+@pytest.mark.parametrize("test", ["superiority", "noninferiority", "equivalence"])
+@pytest.mark.parametrize(("effect", "std"), [(0.015, 0.02), (0.5, 1.0), (0.01, 0.002)])
+def test_seeds_needed_is_the_first_n_with_the_stated_power(test, effect, std):
+    def power(n: int) -> float:  # noncentral t, written out here
+        df, nc = n - 1, effect / std * math.sqrt(n)
+        if test == "superiority":
+            c = scipy_stats.t.ppf(0.975, df)
+            return scipy_stats.nct.sf(c, df, nc) + scipy_stats.nct.sf(c, df, -nc)
+        one = scipy_stats.nct.sf(scipy_stats.t.ppf(0.95, df), df, nc)
+        return one if test == "noninferiority" else 1 - 2 * (1 - one)
+
+    n = stats.seeds_needed(effect, std, test)
+    assert n is not None and power(n) >= 0.8
+    assert n == 2 or power(n - 1) < 0.8
+    assert stats.seeds_needed(effect, 0.0, test) is None
+    assert stats.seeds_needed(1e-6, 1.0, test) is None  # beyond MAX_SEEDS
+
+
+@given(GRID_DIFFS.filter(lambda d: len(d) >= 3), st.integers(1, 400).map(lambda k: k / 2000))
+def test_the_adjusted_interval_excludes_zero_exactly_when_holm_rejects(diffs, other_p):
+    if np.std(diffs) < 1e-6:
+        return
+    p = float(scipy_stats.ttest_1samp(diffs, 0.0).pvalue)
+    p_holm = stats.holm([p, other_p])[0]
+    interval = stats.adjusted_interval(diffs, p, p_holm)
+    excludes = interval.low > 0 or interval.high < 0
+    assert excludes == (p_holm < stats.ALPHA) or abs(p_holm - stats.ALPHA) < 1e-9
+    unadjusted = stats.t_interval(diffs)
+    assert interval.low <= unadjusted.low + 1e-12 and interval.high >= unadjusted.high - 1e-12
+
+
+def test_within_keeps_an_interval_in_the_metrics_range():
+    dice = stats.t_interval([0.36, 0.99, 0.98])  # the t-interval reaches past 1
+    assert dice.high > 1
+    kept = stats.within(dice, 0.0, 1.0)
+    assert dice.low < 0 and (kept.low, kept.high) == (0.0, 1.0) and kept.mean == dice.mean
+    ece = stats.within(stats.t_interval([0.001, 0.03, 0.002]), 0.0, 1.0)
+    assert ece.low == 0.0
+    assert stats.within(dice, -math.inf, math.inf) == dice

@@ -21,7 +21,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from trainer.analysis import stats
+from trainer.analysis import regime, stats
 from trainer.analysis.runs import (
     Curve,
     Run,
@@ -56,7 +56,10 @@ class Row:
     per_seed: dict[int, float]
     vs_baseline: stats.Paired | None = None
     p_holm: float = math.nan
+    # the difference vs the baseline at the level of its Holm-adjusted test, in the metric's range
+    diff: stats.Interval | None = None
     verdict: str = "n/a"
+    regime: list[str] = field(default_factory=list)  # flags in words (trainer.analysis.regime)
     rank: int | None = None
     steps_to_95: int | None = None
     nonfinite: int = 0
@@ -189,17 +192,28 @@ def _name_variants(
     return variants
 
 
-def _row(name: str, group: list[Run], chosen: list[Run], selected: dict, metric: str) -> Row:
+def metric_range(task: str, tag: str) -> tuple[float, float]:
+    """The values ``tag`` can take, as the task says (unbounded for a task not registered)."""
+    return TASKS[task].metric_range(tag) if task in TASKS else (-math.inf, math.inf)
+
+
+def _row(
+    name: str, group: list[Run], chosen: list[Run], selected: dict, metric: str, task: str
+) -> Row:
     test_keys = list(dict.fromkeys(k for r in group for k in r.metrics if k.startswith("test/")))
     seeds = per_seed(chosen, metric)
+
+    def interval(tag: str, values: dict[int, float]) -> stats.Interval:
+        return stats.within(stats.t_interval(list(values.values())), *metric_range(task, tag))
+
     return Row(
         variant=name,
         runs=chosen,
         status=status_counts(group),
         failures=failures(group),
         selected=selected,
-        metric=stats.t_interval(list(seeds.values())),
-        others={k: stats.t_interval(list(per_seed(chosen, k).values())) for k in test_keys},
+        metric=interval(metric, seeds),
+        others={k: interval(k, per_seed(chosen, k)) for k in test_keys},
         per_seed=seeds,
         nonfinite=sum(r.nonfinite for r in group),
     )
@@ -228,12 +242,13 @@ def compare_task(
         chosen, selected = group, {}
         if select:
             chosen, selected, tuning[name] = _select(group, run_mode)
-        rows.append(_row(name, group, chosen, selected, metric))
+        rows.append(_row(name, group, chosen, selected, metric, task))
     baseline, baseline_reason = _baseline(rows, task, baseline, runs[0].config)
-    _verdicts(rows, baseline, mode)
+    _verdicts(rows, baseline, mode, metric_range(task, metric))
     _rank(rows, mode)
     curves = _variant_curves(rows, _curve_tags(task, ranking_metric)) if read_curves else {}
     _steps_to_95(rows, curves, f"val/{ranking_metric}", run_mode)
+    _regime(rows, curves, f"val/{ranking_metric}", run_mode, task)
     rows.sort(key=lambda r: (r.rank is None, r.rank or 0, -sign(mode) * _or_inf(r.metric.mean)))
     return Comparison(
         task,
@@ -269,7 +284,12 @@ def _baseline(
     return None, f"{note}no baseline: pass --baseline NAME for verdicts"
 
 
-def _verdicts(rows: list[Row], baseline: str | None, mode: str) -> None:
+def _verdicts(
+    rows: list[Row], baseline: str | None, mode: str, bounds: tuple[float, float]
+) -> None:
+    """Each variant against the baseline: one Holm family per table (every variant of it), and
+    the difference's interval at each test's adjusted level, within ``[low - high, high -
+    low]`` for a metric in ``[low, high]``."""
     if baseline is None:
         return
     reference = next(r for r in rows if r.variant == baseline)
@@ -277,10 +297,29 @@ def _verdicts(rows: list[Row], baseline: str | None, mode: str) -> None:
     for row in compared:
         row.vs_baseline = stats.paired(row.per_seed, reference.per_seed, mode)
     adjusted = stats.holm([r.vs_baseline.p_value for r in compared])
+    low, high = bounds
     for row, p in zip(compared, adjusted, strict=True):
+        paired = row.vs_baseline
         row.p_holm = p
-        row.verdict = stats.verdict(p, row.vs_baseline.diff.mean, row.vs_baseline.n, mode)
+        row.verdict = stats.verdict(p, paired.diff.mean, paired.n, mode)
+        row.diff = stats.within(
+            stats.adjusted_interval(paired.diffs, paired.p_value, p), low - high, high - low
+        )
     reference.verdict = "baseline"
+
+
+def _regime(rows: list[Row], curves: dict, tag: str, mode: str, task: str) -> None:
+    """The regime flags of every variant (``trainer.analysis.regime``)."""
+    plain = TASKS[task].plain_loss if task in TASKS else None
+    for row in rows:
+        flags = [
+            regime.unfinished([run.status for run in row.runs]),
+            regime.still_improving(curves.get(row.variant, {}).get(tag, []), mode, tag),
+        ]
+        loss, prior = row.others.get("test/loss"), row.others.get("test/prior_loss")
+        if plain and loss and prior and row.runs and all(r.loss == plain for r in row.runs):
+            flags.append(regime.worse_than_trivial(loss.mean, prior.mean, plain))
+        row.regime = [flag for flag in flags if flag]
 
 
 def _rank(rows: list[Row], mode: str) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from trainer.analysis import stats
 from trainer.analysis.comparison import CONVERGENCE_SHARE, Comparison, Report, Row
+from trainer.analysis.regime import STILL_RISING_SHARE
 
 
 def num(value: float | None, digits: int = 4) -> str:
@@ -48,10 +49,14 @@ def _baseline_lines(c: Comparison) -> list[str]:
     lines = [
         "",
         f"Baseline: `{c.baseline}` ({c.baseline_reason}). Δ: variant − baseline over "
-        "seeds both ran [95 % paired t-interval]; p: paired t-test (scipy.stats.ttest_rel), "
+        "seeds both ran [paired t-interval at the level of its Holm-adjusted test, "
+        "1 − 0.05·p/p_Holm, so it excludes 0 exactly when the verdict is not `tie`; kept "
+        "within the metric's range]; p: paired t-test (scipy.stats.ttest_rel; the exact "
+        "sign-flip test where the differences have no spread), "
         f"Holm-adjusted over the {len(pairs)} variant{'s' * (len(pairs) != 1)} compared; "
         "verdict `better`/`worse` at "
-        "p < 0.05, else `tie` (not evidence of equality), `n/a` below 2 paired seeds; "
+        "p < 0.05, else `tie` (not evidence of equality: it names the smallest difference the "
+        "test could have detected), `n/a` below 2 paired seeds; "
         "P(improve): share of the shared seeds on which the variant wins (ties half). MDE: "
         "the smallest mean difference that test detects with 80 % power at α = 0.05 "
         "(noncentral t, before Holm), given the observed std of the paired differences.",
@@ -81,29 +86,43 @@ def _ranking_cells(row: Row, with_baseline: bool) -> list[str]:
             ["—", "—", "—", "—", "baseline"]
             if paired is None
             else [
-                _interval(paired.diff),
+                _interval(row.diff or paired.diff),
                 _p(row.p_holm),
                 num(paired.p_improve, 2),
                 num(paired.mde),
-                row.verdict,
+                verdict_words(row),
             ]
         )
     steps = "" if row.steps_to_95 is None else str(row.steps_to_95)
-    return [*cells, steps, str(row.nonfinite), row.status]
+    return [*cells, steps, str(row.nonfinite), row.status, "; ".join(row.regime)]
+
+
+def verdict_words(row: Row) -> str:
+    """The verdict, and beside a tie the smallest difference its test could have detected."""
+    mde = row.vs_baseline.mde if row.vs_baseline is not None else math.nan
+    if row.verdict == "tie" and not math.isnan(mde):
+        return f"tie (could not detect < {mde:.3g})"
+    return row.verdict
 
 
 def _ranking_table(c: Comparison, with_baseline: bool) -> list[str]:
     head = ["rank", "variant", "n", c.metric]
     if with_baseline:
         head += [f"Δ vs {c.baseline}", "p (Holm)", "P(improve)", "MDE", "verdict"]
-    head += ["steps_to_95", "nonfinite", "status"]
+    head += ["steps_to_95", "nonfinite", "status", "regime"]
     lines = ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += [_table_row(_ranking_cells(row, with_baseline)) for row in c.rows]
     return [
         *lines,
         "",
         "`steps_to_95`: first validation step at which the seed mean of the validation metric "
-        f"reaches {CONVERGENCE_SHARE:.0%} of the best final value of any variant (empty: never).",
+        f"reaches {CONVERGENCE_SHARE:.0%} of the best final value of any variant (empty: never). "
+        "`regime`: `budget too short` when the seed-mean validation metric gained, over its "
+        f"last quarter of validations, at least {STILL_RISING_SHARE:.0%} of its whole gain and "
+        "ends at its best; `worse than the trivial predictor` for a plain-loss variant whose "
+        "test loss is above that of the constant training prior; `not completed` counts "
+        "the runs that failed or stopped. A flag qualifies the verdict: the runs may not be in "
+        "the regime the comparison is about.",
     ]
 
 

@@ -12,6 +12,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from scipy import optimize
 from scipy import stats as scipy_stats
 
@@ -39,6 +40,7 @@ class Paired:
     p_value: float  # two-sided paired t-test, uncorrected
     p_improve: float  # share of seed pairs the variant wins in the task's direction, ties half
     mde: float  # smallest |mean difference| the test detects with POWER at ALPHA
+    diffs: tuple[float, ...] = ()  # the differences, by seed
 
 
 def _check_mode(mode: str) -> int:
@@ -50,7 +52,8 @@ def _check_mode(mode: str) -> int:
 def t_interval(values: Sequence[float], confidence: float = 1 - ALPHA) -> Interval:
     """Student-t interval of the mean: ``mean ± t_{(1+c)/2, n-1} · s / √n``; NaN values are dropped.
 
-    One value has a mean but no spread: std and bounds are NaN, never ± 0.
+    One value has a mean but no spread: std and bounds are NaN, never ± 0; identical values have
+    std 0 and NaN bounds (no interval).
 
     >>> t_interval([0.80, 0.82, 0.84])
     Interval(n=3, mean=0.82, std=0.0199..., low=0.7703..., high=0.8696...)
@@ -65,6 +68,8 @@ def t_interval(values: Sequence[float], confidence: float = 1 - ALPHA) -> Interv
     if n == 1:
         return Interval(1, mean, math.nan, math.nan, math.nan)
     std = statistics.stdev(finite)
+    if std == 0:  # identical values: a point, which would claim a certainty no sample has
+        return Interval(n, mean, 0.0, math.nan, math.nan)
     half = float(scipy_stats.t.ppf((1 + confidence) / 2, n - 1) * std / math.sqrt(n))
     return Interval(n, mean, std, mean - half, mean + half)
 
@@ -111,8 +116,9 @@ def paired(variant: Mapping[int, float], reference: Mapping[int, float], mode: s
     values drop out): the t-interval of the differences, the paired t-test
     (``scipy.stats.ttest_rel``) and the probability of improvement.
 
-    Identical differences have no spread: the test is then decided by the sign alone (p = 0 for a
-    nonzero difference, the limit of t → ∞, and p = 1 for none), where ``ttest_rel`` gives NaN.
+    Identical differences have no spread, where ``ttest_rel`` gives NaN (or p → 0, the limit of
+    t → ∞, which would claim more than n pairs can show): the exact sign-flip test
+    (:func:`sign_flip_p`) decides then, whose smallest p is ``2 / 2^n`` (0.25 for three seeds).
 
     >>> result = paired({0: 0.9, 1: 0.8, 2: 0.85}, {0: 0.8, 1: 0.78, 2: 0.8}, "max")
     >>> result.n, round(result.diff.mean, 4), result.p_improve
@@ -135,10 +141,151 @@ def paired(variant: Mapping[int, float], reference: Mapping[int, float], mode: s
     if n < 2:
         p_value = math.nan
     elif interval.std == 0:
-        p_value = 0.0 if interval.mean != 0 else 1.0
+        p_value = sign_flip_p(diffs)
     else:
         p_value = float(scipy_stats.ttest_rel(x, y).pvalue)
-    return Paired(n, interval, p_value, wins / n, min_detectable_effect(n, interval.std))
+    mde = min_detectable_effect(n, interval.std)
+    return Paired(n, interval, p_value, wins / n, mde, tuple(diffs))
+
+
+def sign_flip_p(diffs: Sequence[float], alternative: str = "two-sided") -> float:
+    """Exact paired permutation test of the mean difference: under the null each difference is
+    as likely positive as negative, so the p-value is the share of the ``2^n`` sign assignments
+    whose mean is at least as extreme (``scipy.stats.permutation_test``, exact for the n of seed
+    comparisons). Its smallest value is ``2 / 2^n`` two-sided, ``1 / 2^n`` one-sided.
+
+    >>> sign_flip_p([0.01, 0.01, 0.01]), sign_flip_p([0.01, 0.01, 0.01], "greater")
+    (0.25, 0.125)
+    """
+    values = np.asarray(diffs, dtype=np.float64)
+    if not values.any():
+        return 1.0
+    result = scipy_stats.permutation_test(
+        (values,),
+        np.mean,
+        permutation_type="samples",
+        alternative=alternative,
+        n_resamples=np.inf,
+    )
+    return float(result.pvalue)
+
+
+def one_sided_p(diffs: Sequence[float], null: float, alternative: str) -> float:
+    """One-sided test of the mean difference against ``null`` (H1: mean > null for
+    ``greater``, < for ``less``): the one-sample t-test, or the exact sign-flip test of
+    ``diffs - null`` where those have no spread. NaN below two differences.
+
+    >>> round(one_sided_p([0.02, 0.03, 0.04], 0.0, "greater"), 4)  # t = 5.196, 2 df
+    0.0175
+    """
+    values = [float(d) - null for d in diffs]
+    if len(values) < 2:
+        return math.nan
+    if statistics.stdev(values) == 0:
+        return sign_flip_p(values, alternative)
+    return float(scipy_stats.ttest_1samp(values, 0.0, alternative=alternative).pvalue)
+
+
+def equivalence_p(diffs: Sequence[float], margin: float) -> float:
+    """Two one-sided tests (Schuirmann 1987, "A comparison of the two one-sided tests procedure
+    and the power approach for assessing the equivalence of average bioavailability"): the
+    mean difference lies within ``(-margin, margin)`` when both ``mean > -margin`` and
+    ``mean < margin`` reject; the p-value is the larger of the two.
+
+    >>> round(equivalence_p([0.001, -0.002, 0.0, 0.001], 0.01), 5)
+    0.00038
+    """
+    return max(one_sided_p(diffs, -margin, "greater"), one_sided_p(diffs, margin, "less"))
+
+
+def noninferiority_p(diffs: Sequence[float], margin: float, mode: str) -> float:
+    """Non-inferiority: H1 says the variant is worse than the reference by less than
+    ``margin`` (in the task's direction: ``mode``), i.e. the oriented mean difference is above
+    ``-margin``; one-sided (:func:`one_sided_p`).
+
+    >>> round(noninferiority_p([0.0, 0.001, -0.001, 0.002], 0.01, "max"), 5)
+    0.00025
+    """
+    sign = _check_mode(mode)
+    return one_sided_p([sign * d for d in diffs], -margin, "greater")
+
+
+def power_one_sided_t(effect: float, n: int, alpha: float = ALPHA) -> float:
+    """Power of the one-sided paired t-test with ``n`` pairs at standardised effect ``effect``:
+    ``P(T' > t_{1-α, n-1})``, ``T' ~ t(n - 1, effect · √n)`` (noncentral t).
+
+    >>> round(power_one_sided_t(0.0, 5), 6)
+    0.05
+    """
+    df = n - 1
+    return float(scipy_stats.nct.sf(scipy_stats.t.ppf(1 - alpha, df), df, effect * math.sqrt(n)))
+
+
+MAX_SEEDS = 1000  # beyond this, "more seeds" is not an answer: the effect is out of reach
+
+
+def seeds_needed(effect: float, std_diff: float, test: str = "superiority") -> int | None:
+    """The fewest seeds (pairs) whose test detects a true mean difference of ``effect`` with
+    probability ``POWER`` at ``ALPHA``, given the spread of the differences (the observed one):
+    the two-sided paired t-test (``superiority``), the one-sided test against a margin
+    ``effect`` when the true difference is 0 (``noninferiority``), or the two one-sided tests
+    with margin ``effect`` when it is 0 (``equivalence``; power from the bound
+    ``1 - 2 (1 - power_one_sided)``, so the count is on the safe side). None when no spread is
+    known or more than :data:`MAX_SEEDS` would be needed.
+
+    >>> seeds_needed(1.0, 1.0), seeds_needed(1.0, 1.0, "noninferiority")
+    (10, 8)
+    """
+    if not (math.isfinite(std_diff) and std_diff > 0 and effect > 0):
+        return None
+    power = {
+        "superiority": lambda d, n: power_paired_t(d, n),
+        "noninferiority": power_one_sided_t,
+        "equivalence": lambda d, n: 1 - 2 * (1 - power_one_sided_t(d, n)),
+    }[test]
+    standardised = effect / std_diff
+    for n in range(2, MAX_SEEDS + 1):
+        if power(standardised, n) >= POWER:
+            return n
+    return None
+
+
+def adjusted_interval(diffs: Sequence[float], p_raw: float, p_holm: float) -> Interval:
+    """The t-interval of the differences at the level its Holm-adjusted test uses: confidence
+    ``1 - ALPHA · p_raw / p_holm``, so the interval excludes 0 exactly when ``p_holm < ALPHA``
+    (``p_raw < ALPHA · p_raw / p_holm``), as the verdict says. For the first Holm step
+    (``p_holm = m · p_raw``) that is Bonferroni's ``1 - ALPHA / m``; never narrower than the
+    unadjusted interval. NaN bounds when the test could not run.
+
+    >>> iv = adjusted_interval([0.02, 0.03, 0.04], 0.0351, 0.0702)  # first of two: p x 2
+    >>> round(iv.low, 4), round(iv.high, 4)  # the 97.5 % interval: holds 0, as p_holm > 0.05
+    (-0.0058, 0.0658)
+    """
+    if math.isnan(p_raw) or math.isnan(p_holm) or p_holm <= 0:
+        return _no_bounds(diffs)
+    return t_interval(diffs, confidence=1 - ALPHA * p_raw / p_holm)
+
+
+def _no_bounds(values: Sequence[float]) -> Interval:
+    interval = t_interval(values)
+    return Interval(interval.n, interval.mean, interval.std, math.nan, math.nan)
+
+
+def within(interval: Interval, low: float, high: float) -> Interval:
+    """The interval intersected with ``[low, high]``, the range its quantity can take (a metric
+    in [0, 1], or its difference in [-1, 1]). The true value lies in that range, so the
+    intersection covers it whenever the interval does: the coverage stays what it was.
+
+    >>> within(Interval(3, 0.95, 0.04, 0.85, 1.05), 0.0, 1.0).high
+    1.0
+    """
+
+    def clip(value: float) -> float:
+        return value if math.isnan(value) else min(max(value, low), high)
+
+    return Interval(
+        interval.n, interval.mean, interval.std, clip(interval.low), clip(interval.high)
+    )
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

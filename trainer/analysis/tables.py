@@ -23,6 +23,7 @@ def _summary_cells(c: Comparison, row: Row) -> dict[str, Any]:
         "baseline": c.baseline or "",
         "p_holm": row.p_holm,
         "verdict": row.verdict,
+        "regime": "; ".join(row.regime),
         "steps_to_95": row.steps_to_95,
         "nonfinite": row.nonfinite,
         "failures": row.failures,
@@ -35,11 +36,11 @@ def _summary_cells(c: Comparison, row: Row) -> dict[str, Any]:
             f"{key} ci_high": iv.high,
         }
     if row.vs_baseline is not None:
-        p = row.vs_baseline
+        p, diff = row.vs_baseline, row.diff or row.vs_baseline.diff
         cells |= {
             "diff": p.diff.mean,
-            "diff_ci_low": p.diff.low,
-            "diff_ci_high": p.diff.high,
+            "diff_ci_low": diff.low,
+            "diff_ci_high": diff.high,
             "p_value": p.p_value,
             "p_improve": p.p_improve,
             "mde": p.mde,
@@ -54,7 +55,7 @@ def write_summary_csv(report: Report) -> None:
     head = ["task", "ranking_metric", "mode", "rank", "variant", "seeds", "n", "status", "selected"]
     head += [f"{k} {part}" for k in metric_keys for part in ("mean", "std", "ci_low", "ci_high")]
     head += ["baseline", "diff", "diff_ci_low", "diff_ci_high", "p_value", "p_holm"]
-    head += ["p_improve", "mde", "verdict", "steps_to_95", "nonfinite", "failures"]
+    head += ["p_improve", "mde", "verdict", "regime", "steps_to_95", "nonfinite", "failures"]
     with open(report.sweep_dir / "summary.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, head, restval="")
         writer.writeheader()
@@ -93,10 +94,14 @@ def json_number(value: float | None) -> float | None:
 
 def comparison_json(comparison: Comparison) -> dict[str, Any]:
     """The machine-readable verdicts: ``p_value`` is the Holm-adjusted paired p (the one the
-    verdict reads); numbers that are not defined are None."""
+    verdict reads), ``diff_ci_*`` the interval at its level; ``mde`` the smallest difference the
+    test detects with 80 % power; ``label`` the verdict (a suite declares no expected effects:
+    better / worse / tie / n/a / baseline); ``regime`` the flags, empty when none; numbers that
+    are not defined are None."""
     variants = []
     for row in comparison.rows:
         paired = row.vs_baseline
+        diff = row.diff or (paired.diff if paired else None)
         variants.append(
             {
                 "variant": row.variant,
@@ -106,11 +111,14 @@ def comparison_json(comparison: Comparison) -> dict[str, Any]:
                 "ci_low": json_number(row.metric.low),
                 "ci_high": json_number(row.metric.high),
                 "diff": json_number(paired.diff.mean if paired else None),
-                "diff_ci_low": json_number(paired.diff.low if paired else None),
-                "diff_ci_high": json_number(paired.diff.high if paired else None),
+                "diff_ci_low": json_number(diff.low if diff else None),
+                "diff_ci_high": json_number(diff.high if diff else None),
                 "p_value": json_number(row.p_holm),
                 "p_improve": json_number(paired.p_improve if paired else None),
+                "mde": json_number(paired.mde if paired else None),
                 "verdict": row.verdict,
+                "label": row.verdict,
+                "regime": row.regime,
                 "selected": row.selected,
             }
         )

@@ -12,6 +12,7 @@ metrics from it, the contract tests fit it). What only the tests need of a task 
 strategies, the losses' example data stats, tiny budgets) lives in ``tests/task_examples/``.
 """
 
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -42,6 +43,20 @@ class Task:
     plain_loss: ClassVar[str | None] = None
     # validation metrics (without the split prefix) the report draws beside the ranking metric
     curve_metrics: ClassVar[tuple[str, ...]] = ()
+    # metrics whose values lie in [0, 1] (a name, or a family prefix ending in "/"; a name's
+    # "@..." suffix is a variant of it): the report keeps their intervals in that range
+    unit_metrics: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def metric_range(cls, tag: str) -> tuple[float, float]:
+        """The values ``tag`` (``test/dice@val_threshold``, ``recall/cat``) can take: [0, 1]
+        for the unit metrics, else unbounded."""
+        name = tag.split("/", 1)[1] if tag.startswith(("train/", "val/", "test/")) else tag
+        base = name.split("@", 1)[0]
+        for unit in cls.unit_metrics:
+            if base == unit or (unit.endswith("/") and name.startswith(unit)):
+                return 0.0, 1.0
+        return -math.inf, math.inf
 
     @classmethod
     def from_datamodule(cls, datamodule: Any) -> "Task":

@@ -15,6 +15,7 @@ class Boxes(Task):
 
     name = "boxes"
     monitor = "iou"
+    unit_metrics = ("iou", "iou50")
 
     def metrics(self) -> MetricCollection:
         return MetricCollection({"box": BoxIoU(threshold=0.5), "coord_mae": MeanAbsoluteError()})

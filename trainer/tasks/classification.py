@@ -29,6 +29,8 @@ class Classification(Task):
 
     name = "classification"
     monitor = "acc"
+    unit_metrics = ("acc", "ap", "auroc", "balanced_acc", "ece", "macro_f1", "min_recall")
+    unit_metrics += ("recall/",)
     plain_loss = "ce"
     curve_metrics = ("balanced_acc", "min_recall")
     picture_metrics = ("confusion_matrix", "reliability")

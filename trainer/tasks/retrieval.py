@@ -15,6 +15,7 @@ class Retrieval(Task):
 
     name = "retrieval"
     monitor = "recall@1"
+    unit_metrics = ("map", "recall")
 
     def metrics(self) -> MetricCollection:
         return MetricCollection({"retrieval": RetrievalMetrics(ks=(1, 5))})

@@ -37,6 +37,7 @@ class Segmentation(Task):
 
     name = "segmentation"
     monitor = "dice"
+    unit_metrics = ("dice", "ece", "iou", "pixel_ap", "pixel_auroc", "precision", "recall")
     plain_loss = "bce"
 
     def metrics(self) -> MetricCollection:
