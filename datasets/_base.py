@@ -84,9 +84,11 @@ class InMemoryDataModule(L.LightningDataModule):
 
     Subclasses set ``task`` (a name in ``trainer.tasks.TASKS``) and ``name`` (the config's name,
     which starts every error message) and implement ``build_splits``, which returns the train,
-    validation and test :class:`TensorBatches`. ``data_stats`` exposes what a loss may need from
-    the training split (``class_counts``) and ``model_inputs`` what a model needs from the data;
-    ``train.py`` fills both into the configs left null (``trainer.config.instantiate_with_data``).
+    validation and test :class:`TensorBatches`. ``data_stats`` exposes what a loss or the task's
+    metrics may need from the training split (``class_counts``, ``target_mean``) and
+    ``model_inputs`` what a model needs from the data; ``train.py`` fills both into the configs
+    left null (``trainer.config.instantiate_with_data``), and the task takes its own from
+    ``data_stats`` (``Task.from_datamodule``).
     """
 
     task: str = ""

@@ -123,6 +123,13 @@ class RegressionDataModule(SyntheticDataModule):
         return x, y
 
     @property
+    def data_stats(self) -> dict:
+        """``target_mean``: the mean of the training targets, outliers included (what a constant
+        prediction fitted by the squared loss on the training split gives)."""
+        self.setup()
+        return {"target_mean": float(self.splits["train"].targets.double().mean())}
+
+    @property
     def outliers(self) -> Tensor:
         """``bool [n_train]``: which training targets are outliers."""
         return self._generate("train", self.sizes[0], self.split_seed("train"))[2]

@@ -29,8 +29,12 @@ from trainer.figures import (
 )
 from trainer.metrics import (
     BestThresholdDice,
+    DicePerImage,
+    MeanPredictorSquaredError,
     PredictionSample,
+    PriorCrossEntropy,
     ReliabilityBins,
+    SoftmaxNLL,
     classification_curve_metrics,
     pixel_curve_thresholds,
     retrieval_scores,
@@ -150,6 +154,8 @@ def test_reliability_bins_bars_match_float64_binning():
             )
             assert float(got.accuracy[b]) == pytest.approx(float(correct[in_bin].mean()), abs=1e-6)
     assert float(got.count.sum()) == len(target)
+    gap = confidence.mean() - correct.mean()  # signed: mean confidence − accuracy
+    assert float(got.conf_gap) == pytest.approx(float(gap), abs=1e-7)
 
 
 def test_reliability_bins_rejects_wrong_shapes():
@@ -162,7 +168,50 @@ def test_reliability_bins_rejects_wrong_shapes():
         ReliabilityBins(n_bins=0)
 
 
+def test_prior_cross_entropy_of_a_class_absent_from_training():
+    """Prior 0: nothing while no target of it is seen (0·log 0 = 0), infinite once one is."""
+    prior = PriorCrossEntropy([3, 0, 1])
+    prior.update(torch.zeros(3), torch.tensor([0, 0, 2]))
+    reference = -(2 * np.log(0.75) + np.log(0.25)) / 3
+    assert float(prior.compute()) == pytest.approx(reference, rel=1e-6)
+    prior.update(torch.zeros(1), torch.tensor([1]))
+    assert float(prior.compute()) == float("inf")
+
+
+@pytest.mark.parametrize("counts", [[5], [2, -1], [0, 0], [[1, 2], [3, 4]]])
+def test_prior_cross_entropy_rejects_counts_without_a_prior(counts):
+    with pytest.raises(ValueError, match="PriorCrossEntropy: expected class_counts, two or more"):
+        PriorCrossEntropy(counts)
+
+
+def test_prior_metrics_reject_targets_outside_the_classes_and_a_non_finite_mean():
+    with pytest.raises(ValueError, match=r"PriorCrossEntropy: expected targets in 0..1, got 3"):
+        PriorCrossEntropy([1, 1]).update(torch.zeros(2), torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match="MeanPredictorSquaredError: expected a finite mean, got"):
+        MeanPredictorSquaredError(float("nan"))
+
+
+def test_softmax_nll_rejects_logits_of_another_shape():
+    with pytest.raises(
+        ValueError,
+        match=r"SoftmaxNLL: expected logits \[N, C\] and target \[N\], got \[4\] and \[4\]",
+    ):
+        SoftmaxNLL().update(torch.zeros(4), torch.zeros(4, dtype=torch.long))
+
+
 # --- segmentation ----------------------------------------------------------------------------
+
+
+def test_dice_per_image_is_undefined_until_an_image_has_foreground():
+    dice = DicePerImage()
+    dice.update(torch.ones(2, 1, 3, 3), torch.zeros(2, 1, 3, 3))  # every target empty
+    assert torch.isnan(dice.compute())
+    dice.update(torch.tensor([[[[1, 1, 0]]]]), torch.tensor([[[[0, 1, 0]]]]))
+    assert float(dice.compute()) == pytest.approx(2 / 3)
+    with pytest.raises(
+        ValueError, match=r"DicePerImage: expected predicted and target masks of one shape"
+    ):
+        dice.update(torch.ones(2, 1, 3, 3), torch.ones(2, 3, 3))
 
 
 def _pixel_batch(seed: int, shape=(6, 1, 24, 24), saturated_rows: int = 4):

@@ -92,7 +92,7 @@ def fit_guarded(
     the module has a ``spare`` parameter the forward pass does not use."""
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, in_channels=1, image_size=32)
-    module = LossExperiment(model, loss, Segmentation(), instantiate(cfg.optimizer))
+    module = LossExperiment(model, loss, Segmentation.example(), instantiate(cfg.optimizer))
     module.spare = torch.nn.Parameter(torch.zeros(3))
     guard = NonFiniteGuard(policy=policy)
     trainer = L.Trainer(

@@ -10,7 +10,8 @@ from conftest import read_events
 from hydra.core.hydra_config import HydraConfig
 
 from train import train
-from trainer.records import variant_hparams
+from trainer.records import metric_tags, variant_hparams
+from trainer.tasks import TASKS
 
 FIT_FAILS_AT_STEP = 2
 
@@ -75,17 +76,32 @@ def test_seeds_of_a_variant_share_their_hparams(make_cfg):
 def test_metric_infos_name_the_run_scalars(make_cfg, tmp_path: Path):
     train(make_cfg("trainer.max_epochs=2"))
     events = read_events(tmp_path)
-    shared = ["loss", "dice", "iou", "precision", "recall", "pixel_ap", "pixel_auroc", "ece"]
-    expected = [
-        *(f"val/{name}" for name in [*shared, "dice@best", "iou@best", "threshold@best"]),
-        # the test applies the validation's threshold; it never picks one of its own
-        *(f"test/{name}" for name in [*shared, "dice@val_threshold", "iou@val_threshold"]),
-    ]
-    assert sorted(events["metric_tags"]) == sorted(expected)
-    for tag in expected:
-        assert events["scalars"][tag], tag
+    # the HParams metrics, named before fit from the task's reference batch, are exactly the
+    # val/ and test/ scalars the run then logs
+    logged = {tag for tag in events["scalars"] if tag.startswith(("val/", "test/"))}
+    assert sorted(events["metric_tags"]) == sorted(logged)
+    assert {"val/loss", "test/loss", "val/dice", "test/dice_per_image", "test/prior_loss"} <= logged
+    # the test applies the validation's threshold; it never picks one of its own
+    assert {"val/threshold@best", "test/dice@val_threshold", "test/iou@val_threshold"} <= logged
+    assert not [tag for tag in logged if tag.startswith("test/") and tag.endswith("@best")]
     assert len(events["scalars"]["val/dice"]) == 2  # the metric's curve, not a copy at step 0
     assert not [tag for tag in events["scalars"] if tag.startswith(("final/", "hp_metric"))]
+
+
+# the metrics each task logs beside its own: the rare classes, the likelihood, the trivial
+# constant predictor's loss
+BASELINE_METRICS = {
+    "classification": ["tail_recall", "tail_recall_third", "nll", "conf_gap", "prior_loss"],
+    "segmentation": ["dice_per_image", "prior_loss"],
+    "regression": ["prior_loss"],
+}
+
+
+@pytest.mark.parametrize("task", sorted(BASELINE_METRICS))
+def test_metric_tags_name_the_tail_likelihood_and_prior_metrics(task: str):
+    tags = metric_tags(TASKS[task].example())
+    expected = [f"{split}/{name}" for split in ("val", "test") for name in BASELINE_METRICS[task]]
+    assert set(expected) <= set(tags), sorted(set(expected) - set(tags))
 
 
 @pytest.mark.parametrize(

@@ -196,7 +196,9 @@ def test_metric_tags_hold_scalars_only(name: str):
 
 def test_the_validation_threshold_survives_a_checkpoint_reload():
     def module() -> LossExperiment:
-        return LossExperiment(torch.nn.Conv2d(1, 1, 1), torch.nn.Identity(), Segmentation(), None)
+        return LossExperiment(
+            torch.nn.Conv2d(1, 1, 1), torch.nn.Identity(), Segmentation.example(), None
+        )
 
     trained = module()
     assert float(trained.validation_choices.threshold) == 0.5  # before any validation

@@ -15,6 +15,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from task_examples import DATA_TASKS, per_item_shapes
 from torch import Tensor
 
+from datasets.regression import RegressionDataModule
+from datasets.segmentation import SegImbalancedDataModule
 from trainer.config import instantiate_with_data
 from trainer.metrics import pixel_curve_thresholds
 from trainer.tasks import TASKS, Task, build_task, register
@@ -39,12 +41,18 @@ def test_every_task_of_the_data_configs_is_registered_with_a_ranking_metric():
 
 def test_build_task_builds_the_datamodules_task():
     datamodule = SimpleNamespace(
-        task="classification", num_classes=3, class_names=["a", "b c", "d/e"]
+        task="classification",
+        num_classes=3,
+        class_names=["a", "b c", "d/e"],
+        data_stats={"class_counts": [5, 9, 2]},
     )
     task = build_task(datamodule)
     assert isinstance(task, Classification)
     assert (task.num_classes, task.class_names) == (3, ["a", "b_c", "d-e"])
-    assert isinstance(build_task(SimpleNamespace(task="segmentation")), Segmentation)
+    assert (task.class_counts, task.tail_classes) == ([5, 9, 2], [2])
+    pixels = SimpleNamespace(task="segmentation", data_stats={"class_counts": [90, 10]})
+    segmentation = build_task(pixels)
+    assert isinstance(segmentation, Segmentation) and segmentation.class_counts == [90, 10]
 
 
 def test_an_unknown_task_names_the_known_ones():
@@ -52,9 +60,13 @@ def test_an_unknown_task_names_the_known_ones():
         build_task(SimpleNamespace(task="ranking"))
 
 
-def test_class_names_must_match_the_class_count():
+def test_class_names_and_counts_must_match_the_class_count():
     with pytest.raises(ValueError, match="classification: expected 3 class names, got 2"):
-        Classification(3, ["a", "b"])
+        Classification(3, ["a", "b"], [1, 1, 1])
+    with pytest.raises(ValueError, match="classification: expected 3 class counts, got 4"):
+        Classification(3, ["a", "b", "c"], [1, 1, 1, 1])
+    with pytest.raises(ValueError, match=r"segmentation: expected class_counts \[background, fo"):
+        Segmentation([1, 2, 3])
 
 
 @pytest.mark.parametrize(
@@ -97,7 +109,7 @@ def test_classification_scalars_match_the_formulas():
 
 
 def test_segmentation_counts_positive_logits_as_foreground():
-    task = Segmentation()
+    task = Segmentation.example()
     outputs, target = task.reference_batch(seed=0)
     predicted = outputs.double() > 0
     truth = target.bool()
@@ -109,7 +121,7 @@ def test_segmentation_counts_positive_logits_as_foreground():
 
 
 def test_regression_scalars_match_the_formulas():
-    task = TASKS["regression"]()
+    task = TASKS["regression"].example()
     outputs, target = task.reference_batch(seed=0)
     error = outputs.double() - target.double()
     scalars = _scalars(task, outputs, target)
@@ -198,7 +210,7 @@ def test_segmentation_scores_the_sigmoid_of_the_logits():
     """Logits that all lie in [0, 1] (probabilities 0.5-0.73), which torchmetrics would take for
     probabilities; AP and AUROC are binned on :func:`pixel_curve_thresholds`, so the reference
     scores the bin indices."""
-    task = Segmentation()
+    task = Segmentation.example()
     _, mask = task.reference_batch(seed=0)
     outputs = torch.rand(mask.shape, generator=torch.Generator().manual_seed(0)) + mask * 0.3
     outputs = outputs.clamp(0, 1)
@@ -213,7 +225,7 @@ def test_segmentation_scores_the_sigmoid_of_the_logits():
 
 
 def test_segmentation_tests_at_the_threshold_validation_chose():
-    task = Segmentation()
+    task = Segmentation.example()
     outputs, mask = task.reference_batch(seed=0)
     metrics = task.metrics()
     task.update(metrics, outputs, mask)
@@ -284,3 +296,120 @@ def test_retrieval_per_item_lengths_count_the_mined_entries(config: str, mining:
     task = TASKS["retrieval"]()
     assert per_item_shapes(task, loss, embeddings, labels) == {(expected,)}
     assert loss(embeddings, labels).shape == (expected,)
+
+
+# --- the rare-class, likelihood and trivial-predictor metrics --------------------------------
+
+
+def _batched_scalars(task: Task, outputs: Tensor, target: Tensor, batches: int = 4) -> dict:
+    metrics = task.metrics()
+    for out, tgt in zip(outputs.chunk(batches), target.chunk(batches), strict=True):
+        task.update(metrics, out, tgt)
+    return {k: float(v) for k, v in task.scalars(metrics.compute()).items()}
+
+
+# 10 samples of each of 7 classes; class i is right DIAGONAL[i] times, else taken for i + 1: the
+# recalls all differ, the hardest class is 1
+DIAGONAL = [9, 2, 7, 5, 8, 3, 6]
+
+
+@pytest.mark.parametrize(
+    ("counts", "rarest", "third"),
+    [
+        # the rarest is not the hardest; three classes tie for the 2nd-3rd places: the lower two
+        ([7, 4, 9, 3, 5, 4, 4], 3, [3, 1, 5]),
+        # two classes tie for the rarest: the lower index first
+        ([5, 6, 9, 2, 6, 7, 2], 3, [3, 6, 0]),
+    ],
+)
+def test_tail_recall_is_the_recall_of_the_rarest_training_classes(counts, rarest, third):
+    classes = len(DIAGONAL)
+    task = Classification(classes, [f"c{c}" for c in range(classes)], counts)
+    target = torch.arange(classes).repeat_interleave(10)
+    predicted = torch.cat(
+        [
+            torch.tensor([c] * right + [(c + 1) % classes] * (10 - right))
+            for c, right in enumerate(DIAGONAL)
+        ]
+    )
+    order = torch.randperm(len(target), generator=torch.Generator().manual_seed(0))
+    target, predicted = target[order], predicted[order]
+    noise = torch.randn(len(target), classes, generator=torch.Generator().manual_seed(1))
+    logits = 4.0 * torch.eye(classes)[predicted] + 0.1 * noise
+    scalars = _batched_scalars(task, logits, target)
+    recall = np.array(DIAGONAL, dtype=np.float64) / 10
+    assert scalars["tail_recall"] == pytest.approx(recall[rarest], abs=1e-7)
+    assert scalars["tail_recall_third"] == pytest.approx(recall[third].mean(), abs=1e-7)
+    assert scalars["min_recall"] == pytest.approx(recall.min(), abs=1e-7)
+
+
+def test_classification_nll_conf_gap_and_prior_loss_match_float64_formulas():
+    """Over four batches; a few logits saturate (a float32 softmax gives the target probability
+    0 there), which a NLL taken from float32 probabilities would make infinite."""
+    task = Classification.example()
+    generator = torch.Generator().manual_seed(0)
+    target = torch.randint(0, task.num_classes, (200,), generator=generator)
+    logits = 3.0 * torch.randn(200, task.num_classes, generator=generator)
+    logits[:5] = 0.0
+    logits[torch.arange(5), (target[:5] + 1) % task.num_classes] = 120.0  # confidently wrong
+    assert (logits[:5].softmax(1)[torch.arange(5), target[:5]] == 0).all()
+    scalars = _batched_scalars(task, logits, target)
+
+    z, y = logits.double(), target
+    # −log softmax(z)[y] = log Σ_c exp(z_c − m) + m − z_y, m = max_c z_c (no overflow)
+    m = z.max(1).values
+    nll = ((z - m[:, None]).exp().sum(1).log() + m - z[torch.arange(len(y)), y]).mean()
+    probs = z.softmax(1)
+    conf_gap = probs.max(1).values.mean() - (probs.argmax(1) == y).double().mean()
+    prior = torch.tensor(task.class_counts, dtype=torch.float64) / sum(task.class_counts)
+    prior_loss = -prior[y].log().mean()
+    assert scalars["nll"] == pytest.approx(float(nll), rel=1e-6)
+    # the confidences are float32 softmax values, summed in float64
+    assert scalars["conf_gap"] == pytest.approx(float(conf_gap), abs=1e-6)
+    assert scalars["prior_loss"] == pytest.approx(float(prior_loss), rel=1e-6)
+    assert scalars["conf_gap"] > 0  # the saturated wrong ones: overconfident
+
+
+def test_segmentation_dice_per_image_leaves_out_empty_targets_and_prior_loss_is_bce():
+    task = Segmentation([900, 100])
+    generator = torch.Generator().manual_seed(0)
+    target = (torch.rand(8, 1, 12, 12, generator=generator) < 0.15).float()
+    logits = torch.randn(8, 1, 12, 12, generator=generator) + 3.0 * (2 * target - 1)
+    target[2] = 0.0  # empty target, false positives: Dice 0 if it counted
+    target[5], logits[5] = 0.0, -5.0  # empty target, empty prediction: 0/0 if it counted
+    assert (logits[2] > 0).any()
+    scalars = _batched_scalars(task, logits, target)
+
+    dice = []
+    for out, tgt in zip(logits.double().numpy(), target.double().numpy(), strict=True):
+        predicted, truth = out > 0, tgt > 0.5
+        if truth.any():
+            tp = (predicted & truth).sum()
+            dice.append(2 * tp / (2 * tp + (predicted & ~truth).sum() + (~predicted & truth).sum()))
+    assert len(dice) == 6
+    assert scalars["dice_per_image"] == pytest.approx(np.mean(dice), abs=1e-7)
+    y, p = target.double(), 100 / 1000
+    bce = -(y * math.log(p) + (1 - y) * math.log(1 - p)).mean()
+    assert scalars["prior_loss"] == pytest.approx(float(bce), rel=1e-6)
+
+
+def test_regression_prior_loss_is_the_mse_of_the_training_mean():
+    """Targets far from zero: a float32 sum of squares about zero would lose the spread."""
+    task = TASKS["regression"](target_mean=1e4 + 0.3)
+    generator = torch.Generator().manual_seed(0)
+    target = 1e4 + torch.randn(64, 1, generator=generator)
+    outputs = torch.randn(64, 1, generator=generator)  # not read: the prediction is constant
+    scalars = _batched_scalars(task, outputs, target)
+    reference = np.mean((target.double().numpy() - (1e4 + 0.3)) ** 2)
+    assert scalars["prior_loss"] == pytest.approx(reference, rel=1e-6)
+
+
+def test_the_tasks_take_their_baselines_from_the_training_split():
+    segmentation = SegImbalancedDataModule(n_train=4, n_val=2, n_test=2, image_size=16)
+    regression = RegressionDataModule(n_train=50, n_val=10, n_test=10)
+    seg_task, reg_task = build_task(segmentation), build_task(regression)
+    masks = segmentation.splits["train"].targets
+    assert seg_task.class_counts == [int((masks == 0).sum()), int((masks == 1).sum())]
+    train_targets = regression.splits["train"].targets.double()
+    assert reg_task.target_mean == float(train_targets.mean())
+    assert reg_task.target_mean != float(regression.splits["val"].targets.double().mean())

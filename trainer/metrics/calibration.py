@@ -13,12 +13,14 @@ CALIBRATION_BINS = (
 
 
 class Reliability(NamedTuple):
-    """A reliability diagram's bars (mean confidence, accuracy, count per bin) and its ECE."""
+    """A reliability diagram's bars (mean confidence, accuracy, count per bin), its ECE and the
+    signed gap between mean confidence and accuracy over all samples."""
 
     confidence: Tensor  # [n_bins], 0 where a bin is empty
     accuracy: Tensor  # [n_bins], 0 where a bin is empty
     count: Tensor  # [n_bins]
     ece: Tensor  # scalar
+    conf_gap: Tensor  # scalar: mean top-label confidence − accuracy, > 0 when overconfident
 
 
 class ReliabilityBins(Metric):
@@ -27,15 +29,18 @@ class ReliabilityBins(Metric):
     ``update(probs, target)``: ``probs`` ``[N, C]`` probabilities, ``target`` ``[N]`` class
     indices. ``compute()`` gives a :class:`Reliability` whose ``ece`` is
     ``Σ_b (n_b / N)·|acc_b − conf_b|`` (Guo et al. 2017, "On Calibration of Modern Neural
-    Networks"). Bins are ``[k/B, (k+1)/B)`` and confidences of exactly 1.0 (a saturated float32
+    Networks") and ``conf_gap`` is ``(1/N) Σ_i conf_i − accuracy`` (every bin's sums pooled):
+    signed, it says which way the model errs (> 0: overconfident), where the ECE counts errors
+    of either sign (and opposite errors in different bins cancel in ``conf_gap``, not in the
+    ECE). Bins are ``[k/B, (k+1)/B)`` and confidences of exactly 1.0 (a saturated float32
     softmax) are a bin of their own, both as in torchmetrics' ``MulticlassCalibrationError``, so
     the ECE equals the logged one; for drawing, that extra slot is folded into the last bar.
 
     >>> bins = ReliabilityBins(n_bins=2)
     >>> bins.update(torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]]), torch.tensor([0, 1, 1]))
     >>> r = bins.compute()
-    >>> r.count.tolist(), round(float(r.ece), 4)
-    ([0.0, 3.0], 0.1333)
+    >>> r.count.tolist(), round(float(r.ece), 4), round(float(r.conf_gap), 4)
+    ([0.0, 3.0], 0.1333, 0.1333)
     """
 
     full_state_update = False
@@ -66,7 +71,9 @@ class ReliabilityBins(Metric):
     def compute(self) -> Reliability:
         count = self.count.clamp_min(1)
         gap = (self.correct_sum / count - self.confidence_sum / count).abs()
-        ece = (gap * self.count).sum() / self.count.sum().clamp_min(1)
+        total = self.count.sum().clamp_min(1)
+        ece = (gap * self.count).sum() / total
+        conf_gap = (self.confidence_sum.sum() - self.correct_sum.sum()) / total
 
         def bars(per_slot: Tensor) -> Tensor:
             return torch.cat([per_slot[:-2], per_slot[-2:].sum(dim=0, keepdim=True)])
@@ -77,4 +84,5 @@ class ReliabilityBins(Metric):
             accuracy=(bars(self.correct_sum) / bar_count.clamp_min(1)).float(),
             count=bar_count.float(),
             ece=ece.float(),
+            conf_gap=conf_gap.float(),
         )

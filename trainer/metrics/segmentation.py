@@ -1,5 +1,5 @@
 """Segmentation's pixel metrics: threshold-free curves, binned precision-recall counts, Dice and
-IoU at a threshold and at the Dice-maximising one."""
+IoU at a threshold and at the Dice-maximising one, and Dice per image."""
 
 from typing import NamedTuple
 
@@ -174,3 +174,51 @@ class BestThresholdDice(Metric):
         counts = self.counts()
         dice, iou = dice_iou(counts.tp[index], counts.fp[index], counts.fn[index])
         return {"dice": dice, "iou": iou}
+
+
+class DicePerImage(Metric):
+    """Foreground Dice of each image, ``2TP/(2TP+FP+FN)`` over its own pixels, averaged over the
+    images whose target mask has foreground.
+
+    Beside the pooled Dice (every pixel of the split in one count), which large objects dominate,
+    this weighs every image alike, so an image whose small object is missed costs as much as one
+    whose large object is. An image with an empty target is left out (its Dice is 0 with one
+    false positive pixel and 0/0 without, nothing between): the ``ignore_empty=True``
+    convention of MONAI's ``DiceMetric``. ``compute()`` is NaN while no image with foreground
+    was seen.
+
+    ``update(predicted, target)``: the predicted and the target {0, 1} masks, one shape
+    ``[N, ...]``, one image per entry of the first dimension. The sum of the Dice values is
+    float64.
+
+    >>> dice = DicePerImage()
+    >>> dice.update(torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]),
+    ...             torch.tensor([[1, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]))
+    >>> round(float(dice.compute()), 4)  # (2/3 + 1) / 2: the empty third image is left out
+    0.8333
+    """
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state(
+            "dice_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum"
+        )
+        self.add_state("images", default=torch.tensor(0), dist_reduce_fx="sum")
+
+    def update(self, predicted: Tensor, target: Tensor) -> None:
+        if predicted.shape != target.shape or predicted.ndim < 2:
+            raise ValueError(
+                "DicePerImage: expected predicted and target masks of one shape [N, ...], "
+                f"got {list(predicted.shape)} and {list(target.shape)}"
+            )
+        predicted, truth = predicted.detach().flatten(1) > 0.5, target.detach().flatten(1) > 0.5
+        tp = (predicted & truth).sum(1).double()
+        errors = (predicted ^ truth).sum(1).double()  # FP + FN
+        counted = truth.any(dim=1)  # 2TP + FP + FN > 0 there
+        self.dice_sum += (2 * tp / (2 * tp + errors).clamp_min(1))[counted].sum()
+        self.images += counted.sum()
+
+    def compute(self) -> Tensor:
+        return (self.dice_sum / self.images).float()

@@ -60,12 +60,14 @@ class Task:
 
     @classmethod
     def from_datamodule(cls, datamodule: Any) -> "Task":
-        """The task for a datamodule; tasks that need the data's metadata (classes) override it."""
+        """The task for a datamodule; tasks that need the data's metadata (classes) or what the
+        training split gives (its ``data_stats``: class counts, target mean) override it."""
         return cls()
 
     @classmethod
     def example(cls) -> "Task":
-        """An instance without a datamodule (the metric names of the findings, the tests)."""
+        """An instance without a datamodule (the metric names of the findings, the tests); a task
+        that needs the data's metadata gives example values of it."""
         return cls()
 
     def metrics(self) -> MetricCollection:
@@ -146,9 +148,9 @@ def build_task(datamodule: Any) -> Task:
     """The task object for a datamodule, by the ``task`` name it declares.
 
     >>> from types import SimpleNamespace
-    >>> task = build_task(SimpleNamespace(task="regression"))
-    >>> task.name, task.monitor, task.mode
-    ('regression', 'mae', 'min')
+    >>> task = build_task(SimpleNamespace(task="regression", data_stats={"target_mean": 0.5}))
+    >>> task.name, task.monitor, task.mode, task.target_mean
+    ('regression', 'mae', 'min', 0.5)
     >>> build_task(SimpleNamespace(task="ranking"))
     Traceback (most recent call last):
     ...

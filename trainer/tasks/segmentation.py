@@ -1,7 +1,7 @@
 """The binary segmentation task: one logit per pixel ``[N, 1, H, W]`` against a float {0, 1} mask
 of the same shape."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -16,6 +16,8 @@ from torchmetrics.classification import (
 
 from trainer.metrics import (
     BestThresholdDice,
+    DicePerImage,
+    PriorCrossEntropy,
     ThresholdCounts,
     segmentation_curve_metrics,
 )
@@ -23,22 +25,48 @@ from trainer.tasks.base import Task, register
 
 # the metrics of the mask the logits predict (logit > 0, i.e. probability 0.5); the others
 # take the probabilities
-MASK_METRICS = ("dice", "iou", "precision", "recall")
+MASK_METRICS = ("dice", "iou", "precision", "recall", "dice_per_image")
 # steps of 0.01, and at most the 127 points TensorBoard's PR curve keeps
 THRESHOLDS = 101
+# the example's training pixel counts [background, foreground]: 2 % foreground, as in
+# data=seg_imbalanced
+EXAMPLE_PIXEL_COUNTS = (980, 20)
 
 
 @register
 class Segmentation(Task):
     """Foreground Dice (= F1), IoU (Jaccard), precision and recall over all pixels of the split at
-    the 0.5 threshold; pixel AP, pixel AUROC and pixel ECE (15 bins); Dice and IoU at the
+    the 0.5 threshold; the mean Dice per image at 0.5 (``dice_per_image``, images with an empty
+    target left out); pixel AP, pixel AUROC and pixel ECE (15 bins); Dice and IoU at the
     threshold that maximises the validation Dice, which validation chooses and the test applies
-    (``dice@val_threshold``); the PR curve of the pixels."""
+    (``dice@val_threshold``); the binary cross-entropy of the training foreground share as a
+    constant prediction (``prior_loss``, what a model that learned nothing gets); the PR curve of
+    the pixels.
+
+    ``class_counts``: the training masks' ``[background, foreground]`` pixel counts (the
+    datamodule's ``data_stats["class_counts"]``).
+    """
 
     name = "segmentation"
     monitor = "dice"
     unit_metrics = ("dice", "ece", "iou", "pixel_ap", "pixel_auroc", "precision", "recall")
     plain_loss = "bce"
+
+    def __init__(self, class_counts: Sequence[int]) -> None:
+        if len(class_counts) != 2:
+            raise ValueError(
+                "segmentation: expected class_counts [background, foreground] pixels, "
+                f"got {list(class_counts)}"
+            )
+        self.class_counts = [int(n) for n in class_counts]
+
+    @classmethod
+    def from_datamodule(cls, datamodule: Any) -> "Segmentation":
+        return cls(datamodule.data_stats["class_counts"])
+
+    @classmethod
+    def example(cls) -> "Segmentation":
+        return cls(EXAMPLE_PIXEL_COUNTS)
 
     def metrics(self) -> MetricCollection:
         return MetricCollection(
@@ -49,6 +77,8 @@ class Segmentation(Task):
                 "recall": BinaryRecall(),
                 **dict(segmentation_curve_metrics().items(keep_base=True)),
                 "thresholds": BestThresholdDice(num_thresholds=THRESHOLDS),
+                "dice_per_image": DicePerImage(),
+                "prior_loss": PriorCrossEntropy(self.class_counts),  # BCE of p = foreground share
             }
         )
 
