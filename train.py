@@ -31,7 +31,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from trainer import run
 
     hydra_cfg = HydraConfig.get()
-    return run.train(cfg, hydra_cfg.runtime.choices, hydra_cfg.overrides.task)
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    return run.train(cfg, hydra_cfg.runtime.choices, hydra_cfg.overrides.task, in_sweep)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -77,16 +77,17 @@ def make_cfg(tmp_path, request) -> Callable[..., DictConfig]:
 
 
 def read_events(run_dir: Path) -> dict:
-    """Scalars (tag -> [(step, value)]), image tags and HParams (names -> values, metric tags) of
-    the TensorBoard run in ``run_dir`` (the HParams entry at the start, fit and test each close
-    and reopen the writer, so a run is a few event files, which TensorBoard reads as one run)."""
+    """Scalars (tag -> [(step, value)]), image tags and HParams (names -> values; the
+    experiment's columns and metric tags, none without one) of the TensorBoard run in ``run_dir``
+    (the HParams entry at the start, fit and test each close and reopen the writer, so a run is a
+    few event files, which TensorBoard reads as one run)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
     acc.Reload()
     scalars = {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
-    hparams, metric_tags = {}, []
+    hparams, columns, metric_tags = {}, [], []
     for content in acc.PluginTagToContent("hparams").values():
         data = plugin_data_pb2.HParamsPluginData.FromString(content)
         if data.HasField("session_start_info"):
@@ -95,10 +96,12 @@ def read_events(run_dir: Path) -> dict:
                 for k, v in data.session_start_info.hparams.items()
             }
         if data.HasField("experiment"):
+            columns = [h.name for h in data.experiment.hparam_infos]
             metric_tags = [m.name.tag for m in data.experiment.metric_infos]
     return {
         "scalars": scalars,
         "images": acc.Tags()["images"],
         "hparams": hparams,
+        "columns": columns,
         "metric_tags": metric_tags,
     }

@@ -44,9 +44,12 @@ def as_variant(make_cfg, run_dir: Path, *overrides: str) -> Variant:
 
 
 def run_both(make_cfg, tmp_path: Path, common: list[str], variants: list[list[str]]):
-    """Each variant sequentially (``seq<i>``) and all of them in one lockstep group (``ls<i>``)."""
+    """Each variant sequentially (``seq<i>``) and all of them in one lockstep group (``ls<i>``);
+    the sequential runs as a multirun's jobs, which a lockstep group's always are."""
     for i, own in enumerate(variants):
-        train(make_cfg(*common, *own, f"paths.output_dir={tmp_path / f'seq{i}'}", figures=True))
+        seq_dir = tmp_path / f"seq{i}"
+        multirun_job = [*common, *own, "hydra.mode=MULTIRUN", f"paths.output_dir={seq_dir}"]
+        train(make_cfg(*multirun_job, figures=True))
     group = [
         as_variant(make_cfg, tmp_path / f"ls{i}", *common, *own) for i, own in enumerate(variants)
     ]
@@ -98,13 +101,14 @@ def test_lockstep_variants_follow_their_sequential_runs(make_cfg, tmp_path: Path
         assert b["status"] == a["status"] == "completed"
         assert without_perf(b["metrics"]) == without_perf(a["metrics"])
         assert b["selection"] == a["selection"]
+        assert b["metric_tags"] == a["metric_tags"]  # the sweep's TensorBoard experiment's
         assert_same_checkpoint(seq, ls, "last.ckpt")
         assert_same_checkpoint(seq, ls, "best.ckpt")
         events_a, events_b = read_events(seq), read_events(ls)
         assert without_perf(events_b["scalars"]) == without_perf(events_a["scalars"])
         assert events_b["images"] == events_a["images"]
         assert events_b["hparams"] == events_a["hparams"]
-        assert events_b["metric_tags"] == events_a["metric_tags"]
+        assert events_b["metric_tags"] == events_a["metric_tags"] == []  # the sweep's to write
         assert json.loads((ls / "nonfinite.json").read_text()) == json.loads(
             (seq / "nonfinite.json").read_text()
         )
@@ -226,6 +230,13 @@ def test_the_launcher_groups_jobs_that_differ_only_in_the_loss(tmp_path: Path):
         assert (run.parent / "checkpoints" / "last.ckpt").is_file()
         overrides = OmegaConf.load(run.parent / ".hydra" / "overrides.yaml")
         assert any(o in ("loss=mse", "loss=l1") for o in overrides)
+    # TensorBoard's HParams: the runs, grouped or alone, leave the experiment to the sweep's end,
+    # whose columns are what varies between them
+    for run in sweep.glob("*/status.json"):
+        assert read_events(run.parent)["metric_tags"] == []
+    experiment = read_events(sweep)
+    assert experiment["columns"] == ["loss", "nan_policy"]
+    assert "test/mae" in experiment["metric_tags"]
     # the multirun's report reads the four runs like a sequential sweep's
     assert (sweep / "summary.md").is_file()
     assert len((sweep / "runs.csv").read_text().strip().splitlines()) == 1 + 4

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from tensorboard.plugins.hparams import summary_v2 as hparams_summary
 
 from trainer.config import ConfigError
+from trainer.hparams_experiment import experiment_summary
 from trainer.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -86,24 +87,26 @@ def metric_tags(task: Task) -> list[str]:
 
 @rank_zero_only
 def write_hparams_entry(
-    logger: TensorBoardLogger, params: Mapping[str, Any], metric_tags: Sequence[str]
+    logger: TensorBoardLogger,
+    params: Mapping[str, Any],
+    metric_tags: Sequence[str],
+    in_sweep: bool,
 ) -> None:
-    """TensorBoard's HParams entry for the run, at its start: the experiment (which hyperparameters
-    and which scalar tags are the metrics) and the session start (the values).
+    """TensorBoard's HParams entry for the run, at its start: the session start (the values)
+    and, for a run on its own, the experiment (its hyperparameters are the columns, its
+    ``metric_tags`` the metrics). A sweep's run (``in_sweep``) leaves the experiment to the sweep,
+    which writes one for all its runs when it ends (``trainer.hparams_experiment``, which says
+    why): TensorBoard shows a single experiment, and one run's would name every run's columns.
 
-    Built with TensorBoard's own ``summary_v2`` protos rather than Lightning's
-    ``log_hyperparams(params, metrics)`` or torch's ``summary.hparams``: those write the metric
-    values as scalars (Lightning, at step 0) and a session-end record with status SUCCESS, so a
-    run that is killed later would look finished. Here the plugin reads each metric from the run's
-    own ``val/...``/``test/...`` scalars, and a run's session has no end until it has one.
-
-    TensorBoard shows the experiment of the first run it finds: in a sweep whose variants have
-    different ``loss.*`` keys, those of that run name the columns.
+    Built with TensorBoard's own protos rather than Lightning's ``log_hyperparams(params,
+    metrics)`` or torch's ``summary.hparams``: those write the metric values as scalars
+    (Lightning, at step 0) and a session-end record with status SUCCESS, so a run that is killed
+    later would look finished. Here the plugin reads each metric from the run's own
+    ``val/...``/``test/...`` scalars, and a run's session has no end until it has one.
     """
-    hparams = [hparams_summary.HParam(name) for name in params]
-    metrics = [hparams_summary.Metric(tag) for tag in metric_tags]
     writer = logger.experiment.file_writer  # the SummaryWriter's open event file
-    writer.add_summary(hparams_summary.hparams_config_pb(hparams, metrics))
+    if not in_sweep:
+        writer.add_summary(experiment_summary([params], metric_tags))
     # the session group is a hash of the values: without the seed, one group per variant
     writer.add_summary(hparams_summary.hparams_pb(dict(params)))
     writer.flush()
@@ -127,9 +130,11 @@ def log_start(
     params: Mapping[str, Any],
     metric_tags: Sequence[str],
     warn: Callable[[str], None],
+    in_sweep: bool,
 ) -> None:
     """Every logger gets the hyperparameters before fit, so a killed or running job shows them;
-    TensorBoard also gets its HParams entry (:func:`write_hparams_entry`)."""
+    TensorBoard also gets its HParams entry (:func:`write_hparams_entry`; ``in_sweep``: the job
+    is one of a multirun's)."""
     for logger in loggers:
         # TensorBoardLogger without metrics (default_hp_metric off) only keeps them for its
         # hparams.yaml; the others store them their own way
@@ -139,7 +144,7 @@ def log_start(
                 warn,
                 logger,
                 "HParams entry",
-                lambda lg=logger: write_hparams_entry(lg, params, metric_tags),
+                lambda lg=logger: write_hparams_entry(lg, params, metric_tags, in_sweep),
             )
         _tolerated(warn, logger, "save", logger.save)
 

@@ -39,16 +39,17 @@ log = logging.getLogger(__name__)
 
 
 def train(
-    cfg: DictConfig, choices: Mapping[str, Any], overrides: Sequence[str]
+    cfg: DictConfig, choices: Mapping[str, Any], overrides: Sequence[str], in_sweep: bool
 ) -> dict[str, float]:
-    """One run of ``cfg`` (resolved; ``choices`` and ``overrides`` are Hydra's for the job): fit,
-    test, and the records in its run dir; returns its final metrics."""
+    """One run of ``cfg`` (resolved; ``choices`` and ``overrides`` are Hydra's for the job,
+    ``in_sweep`` whether it is one of a multirun's): fit, test, and the records in its run dir;
+    returns its final metrics."""
     output_dir = Path(cfg.paths.output_dir)
     with recorded_status(output_dir) as status:
         datamodule, task = seed_and_data(cfg)
         experiment = build_experiment(cfg, choices, datamodule, task, status)
         callbacks = [instantiate(node) for node in callback_nodes(cfg)]
-        loggers = start_records(cfg, choices, overrides, metric_tags(task), status)
+        loggers = start_records(cfg, choices, overrides, metric_tags(task), status, in_sweep)
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
 
         trainer.fit(experiment, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
@@ -93,11 +94,15 @@ def start_records(
     overrides: Sequence[str],
     tags: Sequence[str],
     status: StatusRecord,
+    in_sweep: bool,
 ) -> list[Logger]:
-    """The run's loggers, given its hyperparameters before fit (``tags``: its metric tags), so a
-    killed or still running job shows them too; a logger's failures become warnings."""
+    """The run's loggers, given its hyperparameters before fit (``tags``: its metric tags, which
+    ``status.json`` keeps too: a sweep's TensorBoard experiment names them), so a killed or still
+    running job shows them too; a logger's failures become warnings. ``in_sweep``: the job is one
+    of a multirun's, whose TensorBoard experiment the sweep writes when it ends."""
+    status.update(metric_tags=list(tags))
     loggers = build_loggers(cfg.logger, status.warn)
-    log_start(loggers, variant_hparams(cfg, choices, overrides), tags, status.warn)
+    log_start(loggers, variant_hparams(cfg, choices, overrides), tags, status.warn, in_sweep)
     return loggers
 
 

@@ -32,8 +32,9 @@ What stays the sequential run's, per variant:
   as K optimizers would; the scheduler scales every group alike. ``tests/test_lockstep.py``
   checks weights and metrics against sequential runs on every task.
 - **Files.** Each variant has its own run dir with ``.hydra/`` (written by Hydra's ``run_job``),
-  ``status.json``, its own loggers (TensorBoard events with every scalar, picture and the
-  HParams entry, under the names a sequential run uses), ``nonfinite.json`` and checkpoints at
+  ``status.json``, its own loggers (TensorBoard events with every scalar, picture and its
+  HParams values, under the names a sequential run uses; the sweep writes the HParams columns
+  when it ends, as for any multirun), ``nonfinite.json`` and checkpoints at
   the same cadence in the sequential layout, so ``resume=`` can continue a variant on its own.
 - **Non-finite values.** Each variant has its own guard: a skipped step drops only that
   variant's gradients (its parameter group is left out of the update, moments and step count

@@ -108,7 +108,11 @@ def _fit_and_test(
 ) -> None:
     cfg = group[0][0].cfg
     tags = metric_tags(task)  # one task: the same tags for every variant
-    loggers = [start_records(v.cfg, v.choices, v.overrides, tags, s) for v, s, _ in group]
+    # a lockstep group is always jobs of a sweep (its launcher is a multirun's): the sweep writes
+    # the TensorBoard experiment, each variant its own values
+    loggers = [
+        start_records(v.cfg, v.choices, v.overrides, tags, s, in_sweep=True) for v, s, _ in group
+    ]
     callbacks = [
         [
             instantiate(node, variant=k)
