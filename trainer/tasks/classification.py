@@ -51,7 +51,7 @@ class Classification(Task):
     name = "classification"
     monitor = "acc"
     unit_metrics = ("acc", "ap", "auroc", "balanced_acc", "ece", "macro_f1", "min_recall")
-    unit_metrics += ("recall/",)
+    unit_metrics += ("recall/", "tail_recall", "tail_recall_third")
     plain_loss = "ce"
     curve_metrics = ("balanced_acc", "min_recall")
     picture_metrics = ("confusion_matrix", "reliability")

@@ -49,7 +49,8 @@ class Segmentation(Task):
 
     name = "segmentation"
     monitor = "dice"
-    unit_metrics = ("dice", "ece", "iou", "pixel_ap", "pixel_auroc", "precision", "recall")
+    unit_metrics = ("dice", "dice_per_image", "ece", "iou", "pixel_ap", "pixel_auroc")
+    unit_metrics += ("precision", "recall")
     plain_loss = "bce"
 
     def __init__(self, class_counts: Sequence[int]) -> None:
