@@ -5,10 +5,12 @@
     .venv/bin/python scripts/findings.py --only regression_outliers --repeat-check
     .venv/bin/python scripts/findings.py --quick --only regression_outliers --out /tmp/r
     .venv/bin/python scripts/findings.py --only numerical_stability --report-only
+    .venv/bin/python scripts/findings.py --only seg_imbalance --relabel
     .venv/bin/python scripts/findings.py --list
 
-Each finding's suite trains with ``train.py -m suite=<its suite>`` (one subprocess, one thread,
-CPU, ``trainer.deterministic=true``) into ``--work/<finding>/``; the verdicts come from
+Each finding's suite trains with ``train.py -m suite=<its suite>`` (one subprocess, ``--jobs``
+jobs at once through the joblib launcher, one thread each, CPU, ``trainer.deterministic=true``)
+into ``--work/<finding>/``; the verdicts come from
 ``trainer.analysis``; ``--out/<finding>/`` gets summary.md, summary.csv, runs.csv, verdicts.csv,
 finding.json and the report's pictures (no checkpoints, no event files), and ``--out/README.md``
 is rebuilt from every finding in ``--out``. ``--repeat-check`` trains the finding a second time and
@@ -19,6 +21,7 @@ records how far the two runs' metrics differ (relative; 1e-3 is the tolerance).
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from trainer.analysis.findings.evaluation import repeat_difference
-from trainer.analysis.findings.runner import rebuild_finding, run_finding
+from trainer.analysis.findings.runner import rebuild_finding, relabel_finding, run_finding
 from trainer.analysis.findings.spec import ROOT, load_specs
 from trainer.analysis.findings.writing import write_index
 
@@ -57,6 +60,18 @@ def main() -> None:
         action="store_true",
         help="no training: rebuild --out/NAME from the runs in --work (after editing a note)",
     )
+    parser.add_argument(
+        "--relabel",
+        action="store_true",
+        help="no training, no runs: judge --out/NAME/finding.json again with the spec's checks "
+        "from the per-seed values it kept (after editing expected effects)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="jobs at once, one thread each (joblib launcher; default: the core count)",
+    )
     parser.add_argument("--list", action="store_true", help="list the findings and exit")
     args = parser.parse_args()
 
@@ -79,17 +94,24 @@ def main() -> None:
                 : args.seeds
             ]
         start = time.monotonic()
+        if args.relabel:
+            record = relabel_finding(spec, args.out)
+            write_index(args.out, specs)
+            print(f"[{name}] {record['outcome']} (relabelled, no runs) -> {args.out / name}")
+            continue
         if args.report_only:
             record = rebuild_finding(spec, args.out, args.work)
             write_index(args.out, specs)
             print(f"[{name}] {record['outcome']} (rebuilt, no training) -> {args.out / name}")
             continue
-        record = run_finding(spec, args.out, args.work, seeds, args.quick)
+        record = run_finding(spec, args.out, args.work, seeds, args.quick, args.jobs)
         if args.repeat_check and not record["blocked"]:
             first = args.out / name / "runs.csv"
             saved = first.read_bytes()
             repeat_out = args.work / "_repeat_results"
-            again = run_finding(spec, repeat_out, args.work / "_repeat", seeds, args.quick)
+            again = run_finding(
+                spec, repeat_out, args.work / "_repeat", seeds, args.quick, args.jobs
+            )
             check = repeat_difference(first, repeat_out / name / "runs.csv")
             check["second_wall_s"] = again["wall_s"]
             record["repeat_check"] = check

@@ -8,6 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 from train_cli import run_script
 
+from trainer.analysis.evidence import Expectation
 from trainer.analysis.findings import evaluation, runner
 from trainer.analysis.findings import spec as findings_spec
 
@@ -42,31 +43,6 @@ def test_spec_loads_and_names_existing_configs(path):
             assert check.metric.startswith("nonfinite/"), check.metric
 
 
-@pytest.mark.parametrize(
-    ("pairs", "expected"),
-    [
-        ([("better", "better"), ("better", "better")], "reproduced"),
-        ([("tie", "tie")], "reproduced"),
-        ([("worse", "worse"), ("better", "better")], "reproduced"),
-        ([("better", "tie"), ("better", "worse")], "not reproduced"),
-        ([("better", "worse")], "not reproduced"),
-        ([("tie", "better")], "not reproduced"),
-        ([("better", "better"), ("better", "tie")], "mixed"),
-        ([("better", "better"), ("worse", "better")], "mixed"),
-        ([("better", "better"), ("better", "n/a")], "inconclusive"),
-        ([("better", "n/a")], "inconclusive"),
-        ([("better", "better"), ("better", "blocked")], "blocked"),
-    ],
-)
-def test_outcome(pairs, expected):
-    assert evaluation.outcome(pairs) == expected
-
-
-def test_outcome_needs_verdicts():
-    with pytest.raises(ValueError):
-        evaluation.outcome([])
-
-
 def _spec(tmp_path, text):
     path = tmp_path / "x.yaml"
     path.write_text(text)
@@ -91,7 +67,7 @@ SUITE = "finding_regression_outliers"  # variants mse, l1, huber; seeds 0-4
 
 def _good(**changes) -> str:
     fields = {"suite": SUITE, "names": "mse, l1, huber", "baseline": "mse", "mode": "min"}
-    return BASE.format(**(fields | {"expect": "l1: better"} | changes))
+    return BASE.format(**(fields | {"expect": "l1: {better: 0.1}"} | changes))
 
 
 @pytest.mark.parametrize(
@@ -99,8 +75,11 @@ def _good(**changes) -> str:
     [
         ({"baseline": "tweedie"}, "baseline"),
         ({"mode": "lower"}, "mode"),
-        ({"expect": "l1: faster"}, "expected one of"),
-        ({"expect": "mse: better"}, "non-baseline"),
+        ({"expect": "l1: better"}, "the smallest effect that matters"),
+        ({"expect": "l1: {faster: 0.1}"}, "expected one of"),
+        ({"expect": "l1: {better: -0.1}"}, "expected an effect > 0"),
+        ({"expect": "l1: {better: 0.1, similar: 0.1}"}, "expected one of"),
+        ({"expect": "mse: {better: 0.1}"}, "non-baseline"),
         ({"expect": ""}, "names no variant"),
         ({"names": "mse, l1"}, "distinct names for the suite's 3 variants"),
         ({"names": "mse, l1, l1"}, "distinct names"),
@@ -124,7 +103,7 @@ def test_a_good_spec_takes_its_suite_s_runs(tmp_path):
         "huber": ["loss=huber", "loss.delta=1.0"],
     }
     assert (spec.data, spec.model, spec.task) == ("regression", "mlp", "regression")
-    assert spec.checks[0].expect == {"l1": "better"}
+    assert spec.checks[0].expect == {"l1": Expectation("better", 0.1)}
     command = runner.job_command(spec, tmp_path, [0, 1], quick=True)
     assert f"suite={SUITE}" in command and "seed=0,1" in command and "debug=quick" in command
     assert "trainer.deterministic=true" in command
@@ -167,7 +146,7 @@ def test_quick_end_to_end(tmp_path):
     out = tmp_path / "results"
     script = ROOT / "scripts" / "findings.py"
     command = ["--quick", "--only", "regression_outliers", "--out", str(out)]
-    command += ["--work", str(tmp_path / "w")]
+    command += ["--work", str(tmp_path / "w"), "--jobs", "2"]
     result = run_script(script, *command, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     finding = out / "regression_outliers"
@@ -175,7 +154,8 @@ def test_quick_end_to_end(tmp_path):
         rows = list(csv.DictReader(f))
     assert {r["variant"] for r in rows} == {"mse", "l1", "huber-delta=1.0"}
     readme = (out / "README.md").read_text()
-    assert "regression_outliers" in readme and "Outcome: inconclusive" in readme  # one seed
+    # one seed: no paired test, so nothing is shown, and the outcome says which check
+    assert "regression_outliers" in readme and "Outcome: not shown**, driven by: test/mae" in readme
     assert (finding / "runs.csv").is_file() and (finding / "verdicts.csv").is_file()
     assert not list(finding.rglob("*.ckpt")) and not list(finding.rglob("events.out.*"))
     # the hand-written text can change without training again: --report-only rebuilds
@@ -183,3 +163,7 @@ def test_quick_end_to_end(tmp_path):
     assert rebuilt.returncode == 0, rebuilt.stdout[-2000:] + rebuilt.stderr[-2000:]
     assert "rebuilt, no training" in rebuilt.stdout
     assert (finding / "summary.csv").is_file()
+    # new expected effects need no runs: --relabel judges the kept per-seed values again
+    relabelled = run_script(script, *command, "--relabel", timeout=120)
+    assert relabelled.returncode == 0, relabelled.stdout[-2000:] + relabelled.stderr[-2000:]
+    assert "relabelled, no runs" in relabelled.stdout

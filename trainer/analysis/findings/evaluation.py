@@ -1,9 +1,8 @@
-"""A finding's verdicts and outcome: each check compared over its own family of variants, the
-verdicts set against the expected ones, and the repeat check of two trainings."""
+"""A finding's evidence: each check's table (every variant against the check's baseline), the
+expected effects labelled, the regime preconditions, and the repeat check of two trainings."""
 
 import csv
 import math
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,57 +10,28 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from trainer.analysis.comparison import Row, compare_runs
-from trainer.analysis.findings.spec import VERDICTS, Check, Finding
+from trainer.analysis import evidence, stats
+from trainer.analysis.comparison import compare_runs, metric_range
+from trainer.analysis.findings.spec import Check, Finding
 from trainer.analysis.report import write_report
-from trainer.analysis.runs import status_paths
+from trainer.analysis.runs import load_run, status_paths
 
-OUTCOMES = ("reproduced", "not reproduced", "mixed", "inconclusive", "blocked")
-RUN_RECORDS = ("status.json", "nonfinite.json", ".hydra")  # what the report reads of a run
 REPEAT_TOLERANCE = 1e-3
 NONDETERMINISTIC = ("perf/",)  # throughput: wall-clock, not a result
 
 
-def met(expected: str, observed: str) -> bool | None:
-    """Whether a verdict is the expected one; None when the comparison could not be made."""
-    if observed not in VERDICTS:  # n/a: fewer than two seeds, or a run without the metric
-        return None
-    return observed == expected
-
-
-def outcome(pairs: list[tuple[str, str]]) -> str:
-    """The outcome of a finding from its (expected, observed) verdicts, over every check:
-    ``reproduced`` when every one is as expected, ``not reproduced`` when none is, ``mixed`` in
-    between; ``inconclusive`` when any could not be compared (``n/a``: one seed, failed runs),
-    since a missing verdict neither supports nor refutes; ``blocked`` when a metric is missing.
-
-    >>> outcome([("better", "better"), ("better", "better")])
-    'reproduced'
-    >>> outcome([("better", "tie"), ("better", "worse")])
-    'not reproduced'
-    >>> outcome([("better", "better"), ("better", "tie")])
-    'mixed'
-    >>> outcome([("better", "better"), ("better", "n/a")])
-    'inconclusive'
-    """
-    if not pairs:
-        raise ValueError("outcome: no verdicts")
-    if any(observed == "blocked" for _, observed in pairs):
-        return "blocked"
-    hits = [met(expected, observed) for expected, observed in pairs]
-    if any(h is None for h in hits):
-        return "inconclusive"
-    if all(hits):
-        return "reproduced"
-    return "mixed" if any(hits) else "not reproduced"
-
-
 @dataclass
 class CheckResult:
+    """One check's table: every variant with the metric against the check's baseline (one Holm
+    family), the expected ones labelled."""
+
     metric: str
     mode: str
     baseline: str  # the report's name of the baseline variant
     rows: list[dict[str, Any]] = field(default_factory=list)  # one per variant, baseline first
+
+    def labels(self) -> list[str]:
+        return [row["label"] for row in self.rows if row.get("expected")]
 
 
 def _assignments(overrides: list[str]) -> set[tuple[str, str]]:
@@ -100,87 +70,130 @@ def report_names(directory: Path, keys: dict[Path, str]) -> dict[str, str]:
     return names
 
 
-def family_dir(sweep_dir: Path, runs: list[Path], index: int) -> Path:
-    """A directory holding only the records of ``runs`` (relative to ``sweep_dir``; no weights,
-    no events): the report's Holm correction then counts exactly the comparisons a check makes."""
-    target = sweep_dir.parent / f"_{sweep_dir.name}_check{index}"
-    if target.exists():
-        shutil.rmtree(target)
-    for run in runs:
-        copy = target / run
-        copy.mkdir(parents=True)
-        for name in RUN_RECORDS:
-            source = sweep_dir / run / name
-            if source.is_dir():
-                shutil.copytree(source, copy / name)
-            elif source.exists():
-                shutil.copy2(source, copy / name)
-    return target
-
-
 def _fnum(value: float | None) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def _verdict_row(key: str, row: Row, check: Check) -> dict[str, Any]:
-    paired = row.vs_baseline
+def _row(key: str, name: str, values: dict[int, float], bounds: tuple[float, float]) -> dict:
+    interval = stats.within(stats.t_interval(list(values.values())), *bounds)
     return {
         "key": key,
-        "variant": row.variant,
-        "n": row.metric.n,
-        "mean": _fnum(row.metric.mean),
-        "ci_low": _fnum(row.metric.low),
-        "ci_high": _fnum(row.metric.high),
-        "diff": _fnum(paired.diff.mean) if paired else None,
-        "diff_ci_low": _fnum(paired.diff.low) if paired else None,
-        "diff_ci_high": _fnum(paired.diff.high) if paired else None,
-        "p_holm": _fnum(row.p_holm),
-        "verdict": row.verdict,
-        "expected": check.expect.get(key, ""),
-        "status": row.status,
-        "nonfinite": row.nonfinite,
-        "per_seed": {str(s): v for s, v in row.per_seed.items()},
+        "variant": name,
+        "n": interval.n,
+        "mean": _fnum(interval.mean),
+        "ci_low": _fnum(interval.low),
+        "ci_high": _fnum(interval.high),
+        "per_seed": {str(seed): value for seed, value in sorted(values.items())},
     }
 
 
-def _check_result(
-    finding: Finding, check: Check, index: int, sweep_dir: Path, keys: dict[Path, str]
+def judge(
+    check: Check,
+    base: str,
+    values: dict[str, dict[int, float]],
+    names: dict[str, str],
+    bounds: tuple[float, float],
+    regime: dict[str, list[str]] | None = None,
 ) -> CheckResult:
-    """One check's verdicts, over its family: its baseline and the variants it expects of."""
-    base = check.baseline or finding.baseline
-    family = [base, *check.expect]
-    directory = sweep_dir
-    if set(family) != set(finding.variants):
-        directory = family_dir(sweep_dir, [run for run, k in keys.items() if k in family], index)
-    names = report_names(directory, keys)
+    """One check's table from the per-seed values of every variant (by the spec's key) that
+    has the metric: each against ``base`` by the paired t-test, Holm-adjusted over the table
+    (as the report's table, so both show the same p); the differences' intervals at the
+    adjusted level, within the metric's range ``bounds``; the expected variants labelled
+    (``trainer.analysis.evidence``), equivalence and non-inferiority claims adjusted among
+    themselves."""
+    low, high = bounds
     result = CheckResult(check.metric, check.mode, names.get(base, base))
-    try:
-        report = compare_runs(
-            directory, check.metric, check.mode, names.get(base), read_curves=False
+    reference = values.get(base, {})
+    others = [k for k in values if k != base and values[k]]
+    paired = {k: stats.paired(values[k], reference, check.mode) for k in others}
+    p_holm = dict(zip(others, stats.holm([paired[k].p_value for k in others]), strict=True))
+    claims = [k for k in others if k in check.expect]
+    special = [k for k in claims if check.expect[k].kind in ("similar", "at_least_as_good")]
+    raw = [evidence.raw_p(check.expect[k], paired[k], check.mode) for k in special]
+    label_p = {**p_holm, **dict(zip(special, stats.holm(raw), strict=True))}
+    flags = regime or {}
+    result.rows.append(
+        {**_row(base, names.get(base, base), reference, bounds), "verdict": "baseline"}
+        | {"regime": flags.get(base, []), "expected": ""}
+    )
+    for key in others:
+        pair = paired[key]
+        diff = stats.within(
+            stats.adjusted_interval(pair.diffs, pair.p_value, p_holm[key]), low - high, high - low
         )
-    except (ValueError, RuntimeError) as error:  # no run recorded the metric
-        result.rows = [
-            {"key": k, "variant": names.get(k, k), "verdict": "blocked", "error": str(error)}
-            for k in family
-        ]
-        return result
-    comparison = next(c for c in report.comparisons if c.metric == check.metric)
-    by_name = {row.variant: row for row in comparison.rows}
-    for key in family:
-        row = by_name.get(names.get(key, ""))
-        if row is None:
-            result.rows.append({"key": key, "variant": key, "verdict": "n/a", "n": 0})
-        else:
-            result.rows.append(_verdict_row(key, row, check))
-    if directory != sweep_dir:
-        shutil.rmtree(directory)
+        row = _row(key, names.get(key, key), values[key], bounds) | {
+            "diff": _fnum(pair.diff.mean),
+            "diff_ci_low": _fnum(diff.low),
+            "diff_ci_high": _fnum(diff.high),
+            "p_holm": _fnum(p_holm[key]),
+            "mde": _fnum(pair.mde),
+            "verdict": stats.verdict(p_holm[key], pair.diff.mean, pair.n, check.mode),
+            "regime": flags.get(key, []),
+            "expected": "",
+        }
+        if key in check.expect:
+            found = evidence.label(check.expect[key], pair, label_p[key], diff, check.mode)
+            row |= {
+                "expected": str(check.expect[key]),
+                "label": found.label,
+                "label_p": _fnum(found.p_holm),
+                "seeds_needed": found.seeds_needed,
+                "reason": found.reason,
+            }
+        result.rows.append(row)
+    for key in check.expect:
+        if key not in paired:  # no run of it recorded the metric
+            result.rows.append(
+                {"key": key, "variant": names.get(key, key), "n": 0, "verdict": "n/a"}
+                | {"expected": str(check.expect[key]), "label": "n/a", "reason": "no runs"}
+            )
     return result
 
 
-def evaluate(finding: Finding, sweep_dir: Path) -> list[CheckResult]:
-    """Each check's verdicts over its own family (its baseline and the variants it expects
-    something of); the full report (every variant against the finding's baseline, by the first
-    check's metric) with its tables and pictures goes into ``sweep_dir``."""
+def _check_result(
+    finding: Finding, check: Check, sweep_dir: Path, keys: dict[Path, str], names: dict
+) -> CheckResult:
+    """One check over the whole sweep: the report's table of its metric against its baseline."""
+    base = check.baseline or finding.baseline
+    try:
+        report = compare_runs(sweep_dir, check.metric, check.mode, names.get(base))
+    except (ValueError, RuntimeError) as error:  # no run recorded the metric
+        result = CheckResult(check.metric, check.mode, names.get(base, base))
+        result.rows = [
+            {"key": k, "variant": names.get(k, k), "verdict": "blocked", "label": "blocked"}
+            | {"expected": str(e), "reason": str(error)}
+            for k, e in check.expect.items()
+        ]
+        return result
+    comparison = next(c for c in report.comparisons if c.metric == check.metric)
+    key_of = {name: key for key, name in names.items()}
+    values = {key_of[r.variant]: r.per_seed for r in comparison.rows if r.variant in key_of}
+    flags = {key_of[r.variant]: r.regime for r in comparison.rows if r.variant in key_of}
+    bounds = metric_range(finding.task, check.metric)
+    return judge(check, base, values, names, bounds, flags)
+
+
+def preconditions(finding: Finding, sweep_dir: Path, keys: dict[Path, str]) -> list[dict]:
+    """Each regime precondition with the seed means it compares and whether it held."""
+    checked = []
+    for pre in finding.regime:
+        runs = [load_run(sweep_dir / path) for path, key in keys.items() if key == pre.variant]
+        left = [r.metrics.get(pre.metric, math.nan) for r in runs if r.status == "completed"]
+        right = [r.metrics.get(pre.below, math.nan) for r in runs if r.status == "completed"]
+        mean_left, mean_right = stats.t_interval(left).mean, stats.t_interval(right).mean
+        held = mean_left < pre.factor * mean_right  # NaN (no runs): False, not shown to hold
+        checked.append(
+            {"condition": str(pre), "value": _fnum(mean_left), "bound": _fnum(mean_right)}
+            | {"held": bool(held)}
+        )
+    return checked
+
+
+def evaluate(finding: Finding, sweep_dir: Path) -> tuple[list[CheckResult], list[dict]]:
+    """Each check's table over the whole sweep, and the regime preconditions; the full report
+    (every variant against the finding's baseline, by the first check's metric) with its tables
+    and pictures goes into ``sweep_dir``. A failed precondition turns every label into ``out of
+    regime``: the runs are not in the setting the claim is about."""
     keys = run_keys(finding, sweep_dir)
     names = report_names(sweep_dir, keys)
     if finding.baseline not in names:
@@ -190,17 +203,14 @@ def evaluate(finding: Finding, sweep_dir: Path) -> list[CheckResult]:
         write_report(sweep_dir, first.metric, first.mode, names[finding.baseline])
     except ValueError as error:  # no run recorded the metric
         print(f"[{finding.name}] report: {error}")
-    return [
-        _check_result(finding, check, i, sweep_dir, keys) for i, check in enumerate(finding.checks)
-    ]
-
-
-def verdict_pairs(finding: Finding, results: list[CheckResult]) -> list[tuple[str, str]]:
-    pairs = []
-    for check, result in zip(finding.checks, results, strict=True):
-        observed = {r["key"]: r["verdict"] for r in result.rows}
-        pairs += [(exp, observed.get(key, "n/a")) for key, exp in check.expect.items()]
-    return pairs
+    results = [_check_result(finding, check, sweep_dir, keys, names) for check in finding.checks]
+    regime = preconditions(finding, sweep_dir, keys)
+    if not all(p["held"] for p in regime):
+        for result in results:
+            for row in result.rows:
+                if row.get("expected"):
+                    row["label"], row["reason"] = "out of regime", "a regime precondition failed"
+    return results, regime
 
 
 def repeat_difference(first: Path, second: Path) -> dict[str, Any]:
@@ -234,3 +244,25 @@ def repeat_difference(first: Path, second: Path) -> dict[str, Any]:
         "tolerance": REPEAT_TOLERANCE,
         "ok": worst <= REPEAT_TOLERANCE,
     }
+
+
+def relabel(record: dict[str, Any], finding: Finding) -> list[CheckResult]:
+    """The checks of ``finding`` judged again from the per-seed values a ``finding.json``
+    kept (every variant of every check it had), without the runs: for labels computed after the
+    runs. A check whose metric or variants the record lacks comes out ``n/a``. The regime flags
+    need the runs' curves, which ``results/`` does not keep: they are left empty."""
+    values: dict[tuple[str, str], dict[int, float]] = {}
+    names: dict[str, str] = {}
+    for check in record["checks"]:
+        for row in check["rows"]:
+            if row.get("per_seed"):
+                per_seed = {int(s): float(v) for s, v in row["per_seed"].items() if v is not None}
+                values[(check["metric"], row["key"])] = per_seed
+                names[row["key"]] = row["variant"]
+    results = []
+    for check in finding.checks:
+        table = {key: v for (metric, key), v in values.items() if metric == check.metric}
+        base = check.baseline or finding.baseline
+        bounds = metric_range(finding.task, check.metric)
+        results.append(judge(check, base, table, names, bounds))
+    return results

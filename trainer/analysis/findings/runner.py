@@ -18,8 +18,14 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from trainer.analysis.findings.evaluation import relabel
 from trainer.analysis.findings.spec import ROOT, Finding, blocked_metrics
-from trainer.analysis.findings.writing import write_finding
+from trainer.analysis.findings.writing import (
+    check_records,
+    outcome_of,
+    write_finding,
+    write_verdicts,
+)
 from trainer.config import CONF_DIR
 
 # the environment of every training subprocess: one thread per BLAS/OpenMP pool, so a CPU run's
@@ -63,12 +69,15 @@ def quick_overrides(overrides: list[str]) -> list[str]:
 
 
 def job_command(
-    finding: Finding, sweep_dir: Path, seeds: list[int], quick: bool = False
+    finding: Finding, sweep_dir: Path, seeds: list[int], quick: bool = False, jobs: int = 1
 ) -> list[str]:
     """``train.py -m suite=<suite>`` with the finding's overrides, into ``sweep_dir``; the seeds
-    on the command line where they are not the suite's."""
+    on the command line where they are not the suite's; ``jobs`` > 1 runs that many jobs at once
+    through the joblib launcher (each job single-threaded, as ``DETERMINISM_ENV`` says, so the
+    numbers are those of ``jobs=1``)."""
     overrides = quick_overrides(finding.overrides) if quick else finding.overrides
     seed_sweep = [] if seeds == finding.seeds else [f"seed={','.join(str(s) for s in seeds)}"]
+    parallel = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"] if jobs > 1 else []
     return [
         sys.executable,
         str(ROOT / "train.py"),
@@ -78,14 +87,17 @@ def job_command(
         *seed_sweep,
         *DETERMINISM_OVERRIDES,
         *QUIET_OVERRIDES,
+        *parallel,
         f"hydra.sweep.dir={sweep_dir}",
     ]
 
 
-def run_suite(finding: Finding, sweep_dir: Path, seeds: list[int], quick: bool, log) -> float:
-    """Train every variant (one subprocess); the wall time in seconds. A job that fails is kept:
-    its run's status.json says why, and the report lists it."""
-    command = job_command(finding, sweep_dir, seeds, quick)
+def run_suite(
+    finding: Finding, sweep_dir: Path, seeds: list[int], quick: bool, jobs: int, log
+) -> float:
+    """Train every variant (one subprocess, ``jobs`` at once); the wall time in seconds. A job
+    that fails is kept: its run's status.json says why, and the report lists it."""
+    command = job_command(finding, sweep_dir, seeds, quick, jobs)
     log(f"[{finding.name}] {' '.join(command[2:])}")
     start = time.monotonic()
     with open(sweep_dir / "train.out", "w") as out:
@@ -141,6 +153,7 @@ def run_finding(
     work_dir: Path,
     seeds: list[int] | None = None,
     quick: bool = False,
+    jobs: int = 1,
     log=print,
 ) -> dict[str, Any]:
     """Train (unless a metric is blocked) into ``work_dir/<name>``, compare, write
@@ -155,8 +168,31 @@ def run_finding(
     if blocked := blocked_metrics(finding):
         log(f"[{finding.name}] blocked: the task logs no {', '.join(blocked)}; not run")
     else:
-        wall = run_suite(finding, sweep_dir, seeds, quick, log)
-    return write_finding(finding, sweep_dir, out_dir, wall, seeds, quick, env)
+        wall = run_suite(finding, sweep_dir, seeds, quick, jobs, log)
+    record = write_finding(finding, sweep_dir, out_dir, wall, seeds, quick, env)
+    record["jobs"] = jobs
+    _save(out_dir, record)
+    return record
+
+
+def _save(out_dir: Path, record: dict[str, Any]) -> None:
+    path = Path(out_dir) / record["name"] / "finding.json"
+    path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+
+
+def relabel_finding(finding: Finding, out_dir: Path) -> dict[str, Any]:
+    """Judge ``out_dir/<name>/finding.json`` again with the spec's current checks, from the
+    per-seed values it kept (no runs needed: ``evaluation.relabel``); its summary.md and the
+    other files of the original runs stay as they were."""
+    path = Path(out_dir) / finding.name / "finding.json"
+    record = json.loads(path.read_text())
+    results = relabel(record, finding)
+    record |= {"checks": check_records(results), "regime": [], "regime_checked": False}
+    record |= outcome_of(results)
+    record["relabelled"] = environment()["commit"]
+    write_verdicts(path.parent / "verdicts.csv", results)
+    _save(out_dir, record)
+    return record
 
 
 def rebuild_finding(finding: Finding, out_dir: Path, work_dir: Path) -> dict[str, Any]:
@@ -177,7 +213,8 @@ def rebuild_finding(finding: Finding, out_dir: Path, work_dir: Path) -> dict[str
         previous["quick"],
         previous["env"],
     )
-    if "repeat_check" in previous:
-        record["repeat_check"] = previous["repeat_check"]
-        previous_path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    for key in ("repeat_check", "jobs"):
+        if key in previous:
+            record[key] = previous[key]
+    _save(out_dir, record)
     return record

@@ -15,13 +15,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
+from trainer.analysis.evidence import Expectation
 from trainer.config import CONF_DIR
 
 ROOT = CONF_DIR.parent
 SPEC_DIR = CONF_DIR / "findings"
-VERDICTS = ("better", "worse", "tie")
 KEYS = {"claim", "source", "suite", "variants", "overrides", "checks", "baseline"}
-KEYS |= {"setting", "note"}
+KEYS |= {"setting", "note", "regime"}
 REQUIRED = ("claim", "source", "suite", "variants", "checks", "baseline")
 
 
@@ -33,8 +33,25 @@ class SpecError(ValueError):
 class Check:
     metric: str  # a key of status.json's metrics: "test/mae", "nonfinite/skipped"
     mode: str  # max | min: the direction that is better
-    expect: dict[str, str]  # variant key -> better | worse | tie
+    expect: dict[str, Expectation]  # variant key -> what it should show, with its effect
     baseline: str | None = None  # a variant key; None: the finding's
+
+
+@dataclass
+class Precondition:
+    """The regime the claim is about, as a comparison of two metrics of one variant's runs
+    (seed means): ``metric < factor * below`` (e.g. calibration: CE's train loss well below
+    its test loss, i.e. overfitted). Failing, the finding's labels read ``out of regime``."""
+
+    variant: str
+    metric: str
+    below: str
+    factor: float
+    why: str
+
+    def __str__(self) -> str:
+        scale = "" if self.factor == 1 else f"{self.factor:g} × "
+        return f"{self.variant}: {self.metric} < {scale}{self.below} ({self.why})"
 
 
 @dataclass
@@ -48,6 +65,7 @@ class Finding:
     baseline: str  # a variant key
     seeds: list[int]  # the suite's
     checks: list[Check]
+    regime: list[Precondition]
     data: str  # the data and model the suite picks
     model: str
     task: str  # the data class's task
@@ -98,24 +116,40 @@ def _check(where: str, raw: dict[str, Any], baseline: str, variants: dict) -> Ch
         raise SpecError(f"{where}: mode must be max or min, got {raw.get('mode')!r}")
     if unknown := set(raw) - {"metric", "mode", "expect", "baseline"}:
         raise SpecError(f"{where}: unknown keys {sorted(unknown)}")
-    expect = {str(k): str(v) for k, v in (raw.get("expect") or {}).items()}
     base = str(raw.get("baseline") or baseline)
     if base not in variants:
         raise SpecError(f"{where}: baseline {base!r} is not a variant: {list(variants)}")
-    for key, verdict in expect.items():
+    expect = {}
+    for key, value in (raw.get("expect") or {}).items():
         if key not in variants or key == base:
             raise SpecError(f"{where}: expect names {key!r}, not a non-baseline variant")
-        if verdict not in VERDICTS:
-            raise SpecError(f"{where}: {key}: expected one of {VERDICTS}, got {verdict!r}")
+        try:
+            expect[str(key)] = Expectation.parse(value, f"{where}: {key}")
+        except ValueError as error:
+            raise SpecError(str(error)) from None
     if not expect:
         raise SpecError(f"{where}: expect names no variant")
     return Check(str(raw["metric"]), raw["mode"], expect, raw.get("baseline"))
 
 
+def _precondition(where: str, raw: Any, variants: dict) -> Precondition:
+    if not isinstance(raw, dict) or set(raw) - {"variant", "metric", "below", "factor", "why"}:
+        raise SpecError(f"{where}: expected {{variant, metric, below, factor, why}}, got {raw!r}")
+    if raw.get("variant") not in variants:
+        raise SpecError(f"{where}: variant {raw.get('variant')!r} is not one of {list(variants)}")
+    for key in ("metric", "below", "why"):
+        if not isinstance(raw.get(key), str):
+            raise SpecError(f"{where}: {key}: expected a string, got {raw.get(key)!r}")
+    factor = raw.get("factor", 1.0)
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or not factor > 0:
+        raise SpecError(f"{where}: factor: expected a number > 0, got {factor!r}")
+    return Precondition(raw["variant"], raw["metric"], raw["below"], float(factor), raw["why"])
+
+
 def load_spec(path: Path) -> Finding:
     """A finding spec, checked: every key known, its names one per variant of its suite, the
-    baseline and the expectations naming variants, the expected verdicts among better / worse /
-    tie."""
+    baseline and the expectations naming variants, each expectation one of better / worse /
+    similar / at_least_as_good with its effect, each regime precondition on a variant."""
     path = Path(path)
     raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     if unknown := set(raw) - KEYS:
@@ -134,6 +168,10 @@ def load_spec(path: Path) -> Finding:
         _check(f"{path.name}: checks[{i}]", check, baseline, variants)
         for i, check in enumerate(raw["checks"])
     ]
+    regime = [
+        _precondition(f"{path.name}: regime[{i}]", item, variants)
+        for i, item in enumerate(raw.get("regime") or [])
+    ]
     choices = cfg.hydra.runtime.choices
     return Finding(
         name=path.stem,
@@ -145,6 +183,7 @@ def load_spec(path: Path) -> Finding:
         baseline=baseline,
         seeds=[int(s) for s in cfg.suite.seeds],
         checks=checks,
+        regime=regime,
         data=choices.data,
         model=choices.model,
         task=get_class(cfg.data._target_).task,

@@ -9,19 +9,14 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from trainer.analysis.findings.evaluation import (
-    CheckResult,
-    evaluate,
-    met,
-    outcome,
-    run_keys,
-    verdict_pairs,
-)
+from trainer.analysis import evidence
+from trainer.analysis.findings.evaluation import CheckResult, evaluate, run_keys
 from trainer.analysis.findings.spec import Finding, blocked_metrics
 
 COPIED = ("summary.md", "summary.csv", "runs.csv")  # and the report's *.png
-VERDICT_COLUMNS = ["metric", "mode", "variant", "n", "mean", "ci_low", "ci_high", "diff"]
-VERDICT_COLUMNS += ["diff_ci_low", "diff_ci_high", "p_holm", "verdict", "expected", "met"]
+VERDICT_COLUMNS = ["metric", "mode", "baseline", "variant", "n", "mean", "ci_low", "ci_high"]
+VERDICT_COLUMNS += ["per_seed", "diff", "diff_ci_low", "diff_ci_high", "p_holm", "mde"]
+VERDICT_COLUMNS += ["verdict", "expected", "label", "label_p", "seeds_needed", "reason", "regime"]
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -75,18 +70,39 @@ def _copy_report(sweep_dir: Path, target: Path) -> list[str]:
     return pictures
 
 
-def _write_verdicts(path: Path, results: list[CheckResult]) -> None:
+def write_verdicts(path: Path, results: list[CheckResult]) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, VERDICT_COLUMNS, restval="", extrasaction="ignore")
         writer.writeheader()
         for result in results:
             for row in result.rows:
-                hit = met(row["expected"], row["verdict"]) if row.get("expected") else ""
-                writer.writerow({"metric": result.metric, "mode": result.mode, **row, "met": hit})
+                cells = {**row, "per_seed": json.dumps(row.get("per_seed", {}))}
+                cells["regime"] = "; ".join(row.get("regime", []))
+                head = {"metric": result.metric, "mode": result.mode, "baseline": result.baseline}
+                writer.writerow(head | cells)
 
 
-def _blocked_rows(expect: dict[str, str]) -> list[dict[str, Any]]:
-    return [{"key": key, "verdict": "blocked"} for key in expect]
+def _blocked_rows(expect: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"key": key, "verdict": "blocked", "label": "blocked", "expected": str(e)}
+        for key, e in expect.items()
+    ]
+
+
+def outcome_of(results: list[CheckResult]) -> dict[str, Any]:
+    """The finding's outcome from every expectation's label, and what drove it (in words)."""
+    expected = [(result, row) for result in results for row in result.rows if row.get("expected")]
+    labels = [row["label"] for _, row in expected]
+    found = evidence.outcome(labels)
+    index = evidence.driver(labels, found)
+    if index is None:
+        return {"outcome": found, "driver": "every check supported"}
+    result, row = expected[index]
+    driver = (
+        f"{result.metric} vs `{result.baseline}`: `{row['key']}` {row['expected']}: "
+        f"{row['label']} ({row.get('reason', '')})"
+    )
+    return {"outcome": found, "driver": driver}
 
 
 def write_finding(
@@ -105,15 +121,16 @@ def write_finding(
         shutil.rmtree(target)
     target.mkdir(parents=True)
     pictures: list[str] = []
+    regime: list[dict[str, Any]] = []
     if blocked := blocked_metrics(finding):
         results = [
             CheckResult(c.metric, c.mode, finding.baseline, _blocked_rows(c.expect))
             for c in finding.checks
         ]
     else:
-        results = evaluate(finding, sweep_dir)
+        results, regime = evaluate(finding, sweep_dir)
         pictures = _copy_report(sweep_dir, target)
-    _write_verdicts(target / "verdicts.csv", results)
+    write_verdicts(target / "verdicts.csv", results)
     record = {
         "name": finding.name,
         "claim": finding.claim,
@@ -130,17 +147,23 @@ def write_finding(
         "quick": quick,
         "blocked": blocked,
         "resolved": {} if blocked else resolved_setting(finding, sweep_dir),
-        "checks": [
-            {"metric": r.metric, "mode": r.mode, "baseline": r.baseline, "rows": r.rows}
-            for r in results
-        ],
-        "outcome": outcome(verdict_pairs(finding, results)),
+        "checks": check_records(results),
+        "regime": regime,
+        "regime_checked": True,
+        **outcome_of(results),
         "pictures": pictures,
         "wall_s": round(wall_s, 1),
         "env": env,
     }
     (target / "finding.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     return record
+
+
+def check_records(results: list[CheckResult]) -> list[dict[str, Any]]:
+    return [
+        {"metric": r.metric, "mode": r.mode, "baseline": r.baseline, "rows": r.rows}
+        for r in results
+    ]
 
 
 def _runs_line(record: dict[str, Any]) -> str:
@@ -189,35 +212,63 @@ def _setting_lines(record: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _per_seed(row: dict[str, Any]) -> str:
+    return ", ".join(_fmt(v, 3) for v in (row.get("per_seed") or {}).values())
+
+
 def _check_lines(check: dict[str, Any]) -> list[str]:
     lines = [
         f"**{check['metric']}** ({'higher' if check['mode'] == 'max' else 'lower'} is "
-        f"better; verdicts: paired over seeds vs `{check['baseline']}`, Holm-corrected, "
-        "alpha 0.05)",
+        f"better; each variant paired over seeds with `{check['baseline']}`, one Holm family "
+        "per table)",
         "",
-        "| variant | n | mean [95 % CI] | diff vs baseline [95 % CI] | p (Holm) | verdict "
-        "| expected |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | n | mean [95 % CI] | per seed | Δ vs baseline [adj. CI] | p (Holm) | MDE "
+        "| verdict | expected | label |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    reasons = []
     for row in check["rows"]:
-        if "mean" not in row:
-            lines.append(f"| {row.get('variant', row['key'])} | | | | | {row['verdict']} | |")
-            continue
-        diff = (
-            _interval(row["diff"], row["diff_ci_low"], row["diff_ci_high"])
-            if row["diff"] is not None
-            else ""
-        )
-        p = "" if row["p_holm"] is None else f"{row['p_holm']:.3g}"
         label = row["variant"]
         if row["key"] != label:  # the spec's name of the variant beside the report's
             label = f"{label} (`{row['key']}`)"
+        if "mean" not in row:
+            lines.append(
+                f"| {label} | | | | | | | {row['verdict']} | {row.get('expected', '')} "
+                f"| {row.get('label', '')} |"
+            )
+            continue
+        diff = (
+            _interval(row["diff"], row["diff_ci_low"], row["diff_ci_high"])
+            if row.get("diff") is not None
+            else ""
+        )
+        p = "" if row.get("p_holm") is None else f"{row['p_holm']:.3g}"
+        mde = "" if row.get("mde") is None else _fmt(row["mde"])
         lines.append(
             f"| {label} | {row['n']} | "
-            f"{_interval(row['mean'], row['ci_low'], row['ci_high'])} | {diff} | {p} | "
-            f"{row['verdict']} | {row['expected']} |"
+            f"{_interval(row['mean'], row['ci_low'], row['ci_high'])} | {_per_seed(row)} | "
+            f"{diff} | {p} | {mde} | {row['verdict']} | {row.get('expected', '')} | "
+            f"{'**' + row['label'] + '**' if row.get('label') else ''} |"
         )
-    return [*lines, ""]
+        if row.get("expected"):
+            reasons.append(f"- `{row['key']}` {row['expected']}: {row['label']}: {row['reason']}")
+        reasons += [f"- `{row['key']}`: {flag}" for flag in row.get("regime", [])]
+    return [*lines, "", *reasons, ""]
+
+
+def _regime_lines(record: dict[str, Any]) -> list[str]:
+    if not record.get("regime_checked", False):
+        return [
+            "*Regime:* not checked: the labels were recomputed from the per-seed values kept "
+            "here, and the runs' validation curves are not kept in results/.",
+            "",
+        ]
+    lines = [
+        f"- regime precondition: {p['condition']}: {_fmt(p['value'])} vs {_fmt(p['bound'])}: "
+        f"{'held' if p['held'] else 'FAILED: labels are out of regime'}"
+        for p in record.get("regime", [])
+    ]
+    return [*lines, ""] if lines else []
 
 
 def _finding_section(record: dict[str, Any]) -> list[str]:
@@ -236,7 +287,12 @@ def _finding_section(record: dict[str, Any]) -> list[str]:
     picture = next((p for p in ("paired.png", "final.png") if p in pictures), None)
     if picture:
         lines += [f"![{name}: {picture}]({name}/{picture})", ""]
-    lines += [f"**Outcome: {record['outcome']}** (computed from the verdicts above).", ""]
+    lines += _regime_lines(record)
+    lines += [
+        f"**Outcome: {record['outcome']}**, driven by: {record.get('driver', 'n/a')} (computed "
+        "from the labels above).",
+        "",
+    ]
     if record.get("note"):
         lines += [f"*Note (hand-written, not computed):* {record['note']}", ""]
     lines += [
@@ -255,15 +311,24 @@ INDEX_HEAD = [
     "every number, verdict and outcome here is computed). Do not edit by hand: rerun the "
     "script.",
     "",
-    "**How verdicts and outcomes are computed.** Each variant trains on the same seeds as the "
-    "baseline; `trainer.analysis` pairs the runs by seed, tests the differences (paired t-test), "
-    "corrects for the variants compared (Holm) and says `better` / `worse` (p < 0.05, by the "
-    "sign of the mean difference) or `tie`; `n/a` when fewer than two seeds pair up. A "
-    "finding is `reproduced` when every verdict it names is the expected one, `not "
-    "reproduced` when none is, `mixed` in between, `inconclusive` when a verdict is `n/a`, "
-    "`blocked` when a metric is not logged. With 3 seeds a paired t-test has 2 degrees of "
-    "freedom: only consistent effects reach p < 0.05, so a `tie` often means "
-    "'not shown at this budget', not 'equal'.",
+    "**How labels and outcomes are computed.** Each variant trains on the same seeds as the "
+    "baseline; `trainer.analysis` pairs the runs by seed and tests the differences (paired "
+    "t-test; the exact sign-flip test where they have no spread, so p never reads 0), one "
+    "Holm family per table (every variant against that table's baseline, the same p as in the "
+    "finding's summary.md for its first table); intervals of a difference are at the level "
+    "of its adjusted test (they exclude 0 exactly when the verdict is not `tie`) and stay in "
+    "the metric's range. Each check declares the effect it expects and the smallest one that "
+    "matters (`better by 0.015`), or a margin (`similar within`, `at least as good`: "
+    "equivalence by two one-sided tests, non-inferiority by one), and reads `supported` "
+    "(significant in the expected direction, or equivalence / non-inferiority shown), "
+    "`contradicted` (significant the other way, or the whole interval short of the smallest "
+    "effect that matters, or beyond the margin), `not shown` (the interval holds both 0 and "
+    "the effect: it says how many seeds would show the effect at 80 % power from the observed "
+    "spread) or `out of regime` (a declared precondition of the claim failed). A finding is "
+    "`reproduced` when every check is supported, `contradicted` when any is contradicted, "
+    "`partly shown` when some are supported, else `not shown`; the outcome names the check "
+    "that drove it. The verdict column (`better`/`worse`/`tie`, MDE beside) is the plain "
+    "comparison, which a label reads together with the declared effect.",
     "",
     "**Determinism.** Every job runs on the CPU with `trainer.accelerator=cpu "
     "trainer.deterministic=true` (Lightning then calls "
@@ -280,13 +345,14 @@ INDEX_HEAD = [
 
 def _index_table(records: list[dict[str, Any]]) -> list[str]:
     lines = [
-        "| finding | outcome | seeds | wall time | commit | torch | device |",
-        "|---|---|---|---|---|---|---|",
+        "| finding | outcome | driven by | seeds | wall time | commit | torch | device |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         env = r["env"]
         lines.append(
-            f"| [{r['name']}](#{r['name']}) | {r['outcome']} | {len(r['seeds'])} | "
+            f"| [{r['name']}](#{r['name']}) | {r['outcome']} | {r.get('driver', '')} | "
+            f"{len(r['seeds'])} | "
             f"{r['wall_s']:.0f} s | `{env['commit']}`{'+' if env['dirty'] else ''} | "
             f"{env['torch']} | {env['device']} |"
         )
