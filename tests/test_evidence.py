@@ -68,6 +68,8 @@ def test_zero_spread_is_not_shown_not_certain():
     # the exact sign-flip test: 2 / 2^5 = 0.0625, not below 0.05; no spread, no interval
     assert row["p_holm"] == pytest.approx(2 / 32) and row["label"] == "not shown"
     assert row["diff_ci_low"] is None  # no spread, no interval
+    # were every seed to keep that difference, 6 seeds reach 2 / 2^6 < 0.05
+    assert row["seeds_needed"] == 6 and "exact sign-flip" in row["reason"]
     three = judge(
         Check("test/dice", "max", {"v": Expectation("better", 0.015)}),
         "b",

@@ -53,7 +53,8 @@ class Expectation:
         return cls(str(kind), float(effect))
 
     def __str__(self) -> str:
-        return f"{self.kind.replace('_', ' ')} by {self.effect:g}"
+        joint = "by" if self.kind in ("better", "worse") else "within"
+        return f"{self.kind.replace('_', ' ')} {joint} {self.effect:g}"
 
 
 @dataclass(frozen=True)
@@ -129,10 +130,34 @@ def label(
             return Evidence("supported", p_holm, interval, None, f"non-inferior within {e:g}")
         if high < -e:
             return Evidence("contradicted", p_holm, interval, None, f"worse by more than {e:g}")
-    needed = stats.seeds_needed(e, paired.diff.std, SEEDS_TEST[kind])
+    return _not_shown(expectation, paired, p_holm, interval, mean)
+
+
+def _not_shown(
+    expectation: Expectation, paired: stats.Paired, p_holm: float, iv: stats.Interval, mean: float
+) -> Evidence:
+    """``not shown``, with why and the seeds that would show it: at 80 % power from the
+    observed spread, or, where the differences have none, the fewest seeds whose exact
+    sign-flip test can reach ``ALPHA`` when every one keeps the observed difference."""
+    kind, e = expectation.kind, expectation.effect
+    where = {
+        "better": f"the interval holds both 0 and {e:g}",
+        "worse": f"the interval holds both 0 and {e:g}",
+        "similar": f"the interval reaches beyond ±{e:g} without lying wholly outside it",
+        "at_least_as_good": f"the interval reaches below -{e:g} without lying wholly below it",
+    }[kind]
+    if paired.diff.std == 0:
+        reaches = mean >= e if kind in ("better", "worse") else abs(mean) < e
+        two_sided = kind in ("better", "worse")
+        needed = stats.sign_flip_seeds(two_sided) if reaches else None
+        basis = "with no spread, by the exact sign-flip test"
+    else:
+        needed = stats.seeds_needed(e, paired.diff.std, SEEDS_TEST[kind])
+        basis = "80 % power from the observed spread"
+        if kind in ("similar", "at_least_as_good"):
+            basis += ", if the true difference were 0"
     more = f"about {needed} seeds would show it" if needed else "no seed count in reach shows it"
-    reason = f"the interval holds both 0 and {e:g}; {more} (80 % power, observed spread)"
-    return Evidence("not shown", p_holm, interval, needed, reason)
+    return Evidence("not shown", p_holm, iv, needed, f"{where}; {more} ({basis})")
 
 
 def outcome(labels: Sequence[str]) -> str:

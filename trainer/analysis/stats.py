@@ -259,6 +259,19 @@ def seeds_needed(effect: float, std_diff: float, test: str = "superiority") -> i
     return None
 
 
+def sign_flip_seeds(two_sided: bool = True, alpha: float = ALPHA) -> int:
+    """The fewest pairs whose exact sign-flip test can reach ``alpha``: its smallest p is
+    ``2 / 2^n`` two-sided (``1 / 2^n`` one-sided), reached when every difference has one sign.
+
+    >>> sign_flip_seeds(), sign_flip_seeds(two_sided=False)
+    (6, 5)
+    """
+    n = 1
+    while (2 if two_sided else 1) / 2**n >= alpha:
+        n += 1
+    return n
+
+
 def adjusted_interval(diffs: Sequence[float], p_raw: float, p_holm: float) -> Interval:
     """The t-interval of the differences at the level its Holm-adjusted test uses: confidence
     ``1 - ALPHA · p_raw / p_holm``, so the interval excludes 0 exactly when ``p_holm < ALPHA``

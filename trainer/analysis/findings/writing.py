@@ -250,7 +250,7 @@ def _check_lines(check: dict[str, Any]) -> list[str]:
             f"{diff} | {p} | {mde} | {row['verdict']} | {row.get('expected', '')} | "
             f"{'**' + row['label'] + '**' if row.get('label') else ''} |"
         )
-        if row.get("expected"):
+        if row.get("label"):  # a record judged before labels has none: rerun --relabel
             reasons.append(f"- `{row['key']}` {row['expected']}: {row['label']}: {row['reason']}")
         reasons += [f"- `{row['key']}`: {flag}" for flag in row.get("regime", [])]
     return [*lines, "", *reasons, ""]
