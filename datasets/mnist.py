@@ -311,7 +311,10 @@ class MNISTDataModule(InMemoryDataModule):
     ``[N, 1, 28, 28]`` and normalised per batch with the dataset's mean and std; targets are
     int64 ``[N]``. With ``imbalance_ratio`` r > 1 the train split (only) is subsampled to the
     exponential profile of Cui et al. 2019, ``n_c = round(n_max · r^(-c / (C - 1)))`` with
-    ``n_max`` the smallest class of the train part (see :func:`long_tail_counts`).
+    ``n_max`` the smallest class of the train part (see :func:`long_tail_counts`). With
+    ``train_size`` n the train split keeps its first n samples (the split's order is the seeded
+    permutation, so a random subset, the long tail's profile kept in expectation): a small set to
+    train many epochs on, into overfitting.
     """
 
     task = "classification"
@@ -330,6 +333,7 @@ class MNISTDataModule(InMemoryDataModule):
         eval_batch_size: int = 1000,
         download: bool = True,
         num_workers: int = 0,
+        train_size: int | None = None,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers)
         if name not in DATASETS:
@@ -340,6 +344,7 @@ class MNISTDataModule(InMemoryDataModule):
             ("batch_size", batch_size),
             ("eval_batch_size", eval_batch_size),
             ("num_workers", num_workers),
+            ("train_size", 1 if train_size is None else train_size),
         ):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name}: expected {key} as an integer, got {value!r}")
@@ -350,6 +355,9 @@ class MNISTDataModule(InMemoryDataModule):
         check_range(name, "batch_size", batch_size, 1)
         check_range(name, "eval_batch_size", eval_batch_size, 1)
         check_range(name, "num_workers", num_workers, 0)
+        if train_size is not None:
+            check_range(name, "train_size", train_size, 1)
+        self.train_size = train_size
         self.name = name
         self.data_dir = data_dir
         self.val_size = val_size
@@ -374,6 +382,13 @@ class MNISTDataModule(InMemoryDataModule):
         val_index, train_index = order[: self.val_size], order[self.val_size :]
         if self.imbalance_ratio > 1:
             train_index = self._long_tail(train_index, labels, generator)
+        if self.train_size is not None:
+            if self.train_size > len(train_index):
+                raise ValueError(
+                    f"{self.name}: expected train_size <= {len(train_index)} (the train split's "
+                    f"size), got {self.train_size}"
+                )
+            train_index = train_index[: self.train_size]
         return (
             TensorBatches(images[train_index], labels[train_index], self.normalise),
             TensorBatches(images[val_index], labels[val_index], self.normalise),

@@ -294,6 +294,22 @@ def test_long_tail_profile(tmp_path: Path, ratio: float):
     assert not torch.equal(dm.splits["train"].targets, dm.splits["train"].targets.sort().values)
 
 
+def test_train_size_keeps_a_seeded_subset_of_the_train_split(tmp_path: Path):
+    write_fake_idx(tmp_path, n_train=600)
+    full, small = _module(tmp_path), _module(tmp_path, train_size=50)
+    assert len(small.splits["train"]) == 50
+    assert set(_digest(small.splits["train"].inputs)) <= set(_digest(full.splits["train"].inputs))
+    assert torch.equal(small.splits["train"].inputs, full.splits["train"].inputs[:50])
+    assert (
+        small.data_stats["class_counts"]
+        == torch.bincount(small.splits["train"].targets, minlength=10).tolist()
+    )
+    for split in ("val", "test"):  # untouched
+        assert torch.equal(small.splits[split].inputs, full.splits[split].inputs)
+    with pytest.raises(ValueError, match=r"^mnist: expected train_size <= 500 \(the train split"):
+        _module(tmp_path, train_size=501)
+
+
 def test_larger_ratio_keeps_a_subset(tmp_path: Path):
     write_fake_idx(tmp_path, n_train=2100)
     ten, hundred = (_module(tmp_path, imbalance_ratio=r) for r in (10, 100))
@@ -372,6 +388,7 @@ def test_real_debian_fashion_mnist(tmp_path: Path):
             "mnist: expected a finite imbalance_ratio, got nan",
         ),
         ({"val_size": 0}, ValueError, "mnist: expected val_size >= 1, got 0"),
+        ({"train_size": 0}, ValueError, "mnist: expected train_size >= 1, got 0"),
         ({"val_size": 0.1}, TypeError, "mnist: expected val_size as an integer, got 0.1"),
         ({"batch_size": 0}, ValueError, "mnist: expected batch_size >= 1, got 0"),
         ({"eval_batch_size": -1}, ValueError, "mnist: expected eval_batch_size >= 1, got -1"),
