@@ -382,13 +382,64 @@ def _not_run_lines(specs: dict[str, Finding], missing: list[str]) -> list[str]:
     return [*lines, ""]
 
 
+def _effect(row: dict[str, Any]) -> str:
+    return f"Δ {_interval(row.get('diff'), row.get('diff_ci_low'), row.get('diff_ci_high'))}"
+
+
+def _pick_line(record: dict[str, Any]) -> str:
+    """One finding's answer: the expectations its evidence supports, with their effects, and
+    what it leaves open; the CPU cost of one of its runs."""
+    supported, open_ = [], []
+    for check in record["checks"]:
+        base = next((r["key"] for r in check["rows"] if r.get("verdict") == "baseline"), "")
+        for row in check["rows"]:
+            if not row.get("label"):
+                continue
+            what = f"`{row['key']}` over `{base or check['baseline']}` on {check['metric']}"
+            if row["label"] == "supported":
+                supported.append(f"{what} ({row['expected']}: {_effect(row)})")
+            else:
+                open_.append(f"{what} {row['label']}")
+    runs = len(record["seeds"]) * len(record["variants"])
+    cpu = record["wall_s"] * record.get("jobs", 1) / max(runs, 1)
+    line = f"[{record['name']}](#{record['name']}): "
+    line += "; ".join(supported) if supported else "nothing supported"
+    if open_:
+        line += f". Open: {'; '.join(open_)}"
+    line += f". About {cpu:.0f} CPU-s per run"
+    if not record.get("regime_checked", False):
+        line += "; regime not checked (labels recomputed without the runs)"
+    return line + "."
+
+
+def _what_to_pick(records: list[dict[str, Any]], specs: dict[str, Finding]) -> list[str]:
+    """Per task, what the evidence supports (generated from the labels, never typed)."""
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        task = specs[record["name"]].task if record["name"] in specs else "other"
+        by_task.setdefault(task, []).append(record)
+    lines = [
+        "## What to pick",
+        "",
+        "Per task, the losses whose advantage the evidence below supports (Δ: the mean paired "
+        "difference [its Holm-consistent interval]), what stays open, and what one run costs "
+        "on this CPU (one thread). Generated from the labels; a loss not named here was not "
+        "shown to help at these budgets, which is not evidence that it does not.",
+        "",
+    ]
+    for task, group in sorted(by_task.items()):
+        lines += [f"- **{task}**: " + " ".join(_pick_line(r) for r in group)]
+    return [*lines, ""]
+
+
 def write_index(out_dir: Path, specs: dict[str, Finding]) -> Path:
     """``out_dir/README.md`` from every ``*/finding.json`` there (findings run earlier stay)."""
     out_dir = Path(out_dir)
     records = [json.loads(p.read_text()) for p in sorted(out_dir.glob("*/finding.json"))]
     order = list(specs)
     records.sort(key=lambda r: order.index(r["name"]) if r["name"] in order else len(order))
-    lines = [*INDEX_HEAD, *_index_table(records)]
+    lines = [*INDEX_HEAD[:4], *_what_to_pick(records, specs), *INDEX_HEAD[4:]]
+    lines += _index_table(records)
     for r in records:
         lines += _finding_section(r)
     done = {r["name"] for r in records}
