@@ -13,7 +13,7 @@ import pytest
 import yaml
 from scipy import stats as scipy_stats
 
-from trainer.analysis import stats
+from trainer.analysis import regime, stats
 from trainer.analysis.comparison import compare_runs
 from trainer.analysis.report import write_report
 
@@ -442,3 +442,39 @@ def test_pictures_are_written(tmp_path: Path):
     write_report(tmp_path)
     for name in ("curves", "final", "paired", "per_class_recall"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+
+
+def test_regime_flags_reach_the_json_and_the_summary(compare_cli, tmp_path: Path):
+    # ce (the plain loss) above the training prior's loss; one focal seed stopped
+    for seed, (ce, focal) in enumerate([(0.80, 0.82), (0.81, 0.84), (0.79, 0.83)]):
+        make_run(tmp_path, "ce", seed, ce, extra_metrics={"test/loss": 2.4, "test/prior_loss": 2.3})
+        make_run(tmp_path, "focal", seed, focal, status="stopped" if seed == 2 else "completed")
+    out = json.loads(compare_cli(str(tmp_path), "--json"))
+    regime = {v["variant"]: v["regime"] for v in out["variants"]}
+    assert regime["ce"] == [
+        "worse than the trivial predictor: test/loss (ce) 2.4 vs 2.3 for the training prior"
+    ]
+    assert regime["focal"] == ["not completed: 1 stopped of 3 runs"]
+    write_report(tmp_path)
+    assert "not completed: 1 stopped of 3 runs" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("curve", "mode", "flagged"),
+    [
+        ([0.50, 0.70, 0.80], "max", True),  # the last of 3 gained a third of the whole gain
+        ([0.50, 0.79, 0.80], "max", False),  # 0.01 of 0.30: a plateau
+        ([0.50, 0.80, 0.79], "max", False),  # the last is not the best
+        ([0.9, 0.5, 0.4], "min", True),  # a loss still falling
+        ([0.5, 0.7], "max", False),  # two points cannot tell
+        (
+            [0.5, 0.6, 0.7, 0.8, 0.85, 0.88, 0.89, 0.895],
+            "max",
+            False,
+        ),  # last 2 of 8: 0.015 of 0.395
+    ],
+)
+def test_budget_too_short_rule(curve, mode, flagged):
+    points = [(10 * (i + 1), v) for i, v in enumerate(curve)]
+    flag = regime.still_improving(points, mode, "val/m")
+    assert (flag is not None) == flagged, flag
