@@ -146,7 +146,12 @@ def test_quick_end_to_end(tmp_path):
     out = tmp_path / "results"
     script = ROOT / "scripts" / "findings.py"
     command = ["--quick", "--only", "regression_outliers", "--out", str(out)]
-    command += ["--work", str(tmp_path / "w"), "--jobs", "2"]
+    command += [
+        "--work",
+        str(tmp_path / "w"),
+        "--jobs",
+        "1",
+    ]  # --jobs 2: one finding, shown in results/
     result = run_script(script, *command, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     finding = out / "regression_outliers"
