@@ -2,10 +2,9 @@
 and top-label ECE, computed from the softmax probabilities; and the negative log-likelihood of
 the softmax, computed from the logits."""
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics import Metric, MetricCollection
+from torchmetrics import MetricCollection
 from torchmetrics.classification import (
     MulticlassAUROC,
     MulticlassAveragePrecision,
@@ -13,6 +12,7 @@ from torchmetrics.classification import (
 )
 
 from trainer.metrics.calibration import CALIBRATION_BINS
+from trainer.metrics.mean import Float64Mean
 
 
 def classification_curve_metrics(num_classes: int) -> MetricCollection:
@@ -23,6 +23,7 @@ def classification_curve_metrics(num_classes: int) -> MetricCollection:
     to apply softmax (only when some value lies outside [0, 1]), so a batch of logits that all
     happen to lie in [0, 1] would be scored as if they were probabilities.
 
+    >>> import torch
     >>> metrics = classification_curve_metrics(3)
     >>> metrics.update(torch.eye(3), torch.tensor([0, 1, 2]))
     >>> {k: round(float(v), 4) for k, v in sorted(metrics.compute().items())}
@@ -37,7 +38,7 @@ def classification_curve_metrics(num_classes: int) -> MetricCollection:
     )
 
 
-class SoftmaxNLL(Metric):
+class SoftmaxNLL(Float64Mean):
     """Mean negative log-likelihood of the softmax of the logits,
     ``(1/N) Σ_i −log softmax(z_i)[y_i]``: the cross-entropy of the model's outputs whatever loss
     trained it (a focal or margin loss's own value is no likelihood).
@@ -47,20 +48,12 @@ class SoftmaxNLL(Metric):
     probability to 0 (an infinite NLL) where the log-softmax stays finite. The log-softmax and
     the sum are float64.
 
+    >>> import torch
     >>> nll = SoftmaxNLL()
     >>> nll.update(torch.tensor([[0.0, 0.0], [2.0, 0.0]]), torch.tensor([0, 1]))
     >>> round(float(nll.compute()), 4)  # (log 2 + log(1 + e²) − 0) / 2
     1.41
     """
-
-    full_state_update = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.add_state(
-            "nll_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum"
-        )
-        self.add_state("count", default=torch.tensor(0), dist_reduce_fx="sum")
 
     def update(self, logits: Tensor, target: Tensor) -> None:
         if logits.ndim != 2 or target.shape != logits.shape[:1]:
@@ -68,8 +61,5 @@ class SoftmaxNLL(Metric):
                 "SoftmaxNLL: expected logits [N, C] and target [N], "
                 f"got {list(logits.shape)} and {list(target.shape)}"
             )
-        self.nll_sum += F.cross_entropy(logits.detach().double(), target.long(), reduction="sum")
+        self.total += F.cross_entropy(logits.detach().double(), target.long(), reduction="sum")
         self.count += len(target)
-
-    def compute(self) -> Tensor:
-        return (self.nll_sum / self.count).float()

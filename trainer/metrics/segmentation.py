@@ -13,6 +13,7 @@ from torchmetrics.classification import (
 )
 
 from trainer.metrics.calibration import CALIBRATION_BINS
+from trainer.metrics.mean import Float64Mean
 
 PIXEL_CURVE_BINS = 200
 
@@ -176,7 +177,7 @@ class BestThresholdDice(Metric):
         return {"dice": dice, "iou": iou}
 
 
-class DicePerImage(Metric):
+class DicePerImage(Float64Mean):
     """Foreground Dice of each image, ``2TP/(2TP+FP+FN)`` over its own pixels, averaged over the
     images whose target mask has foreground.
 
@@ -198,15 +199,6 @@ class DicePerImage(Metric):
     0.8333
     """
 
-    full_state_update = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.add_state(
-            "dice_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum"
-        )
-        self.add_state("images", default=torch.tensor(0), dist_reduce_fx="sum")
-
     def update(self, predicted: Tensor, target: Tensor) -> None:
         if predicted.shape != target.shape or predicted.ndim < 2:
             raise ValueError(
@@ -217,8 +209,5 @@ class DicePerImage(Metric):
         tp = (predicted & truth).sum(1).double()
         errors = (predicted ^ truth).sum(1).double()  # FP + FN
         counted = truth.any(dim=1)  # 2TP + FP + FN > 0 there
-        self.dice_sum += (2 * tp / (2 * tp + errors).clamp_min(1))[counted].sum()
-        self.images += counted.sum()
-
-    def compute(self) -> Tensor:
-        return (self.dice_sum / self.images).float()
+        self.total += (2 * tp / (2 * tp + errors).clamp_min(1))[counted].sum()
+        self.count += counted.sum()
