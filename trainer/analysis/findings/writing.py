@@ -174,6 +174,12 @@ def _runs_line(record: dict[str, Any]) -> str:
     return f"- runs: suite `{record['suite']}` (conf/suite/{record['suite']}.yaml){added}"
 
 
+def _jobs(repro: dict[str, Any]) -> str:
+    """How many jobs ran at once in each of the two runs, where they differed."""
+    jobs = repro.get("jobs")
+    return f" (--jobs {jobs[0]}, then --jobs {jobs[1]})" if jobs else ""
+
+
 def _setting_lines(record: dict[str, Any]) -> list[str]:
     r = record.get("resolved") or {}
     env = record["env"]
@@ -202,7 +208,8 @@ def _setting_lines(record: dict[str, Any]) -> list[str]:
     ]
     if repro := record.get("repeat_check"):
         lines.append(
-            f"- reproducibility: run twice on this commit and CPU, {repro['values']} metric values "
+            f"- reproducibility: run twice on this commit and CPU{_jobs(repro)}, "
+            f"{repro['values']} metric values "
             f"of {repro['runs']} runs compared; largest relative difference "
             f"{repro['max_rel_diff']:.2e} ({'within' if repro['ok'] else 'NOT within'} "
             f"{repro['tolerance']:g})"
