@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
-from train_cli import ROOT, cold_train, run_train
+from train_cli import ROOT, run_train
 
 from trainer.analysis.report import write_report
 
@@ -49,8 +49,7 @@ def _rows(sweep: Path) -> dict[str, dict]:
 def test_suite_runs_every_variant_and_seed_and_reports(suite_dir: Path, launcher: str):
     sweep = suite_dir / "sweep"
     parallel = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
-    run = cold_train if launcher == "joblib" else run_train
-    result = run(
+    result = run_train(
         "-m",
         "suite=tiny",
         *QUICK,

@@ -8,7 +8,7 @@ command; the child takes the command's working directory, environment and ``sys.
 its stdout and stderr to files, and runs the script as ``__main__``, exactly as the interpreter
 would. What a cold interpreter must show (imports, the front door's start-up) is
 tested with real subprocesses in ``test_runtime_imports``, ``test_analysis_imports`` and
-``test_cli``; ``cold_train`` runs one where the fork would change what is tested.
+``test_cli``.
 """
 
 import multiprocessing
@@ -40,7 +40,15 @@ def _script_main(
         os.dup2(target, fd)
         os.close(target)
     sys.argv = [script, *args]
-    runpy.run_path(script, run_name="__main__")
+    try:
+        runpy.run_path(script, run_name="__main__")
+    finally:
+        # a sweep through joblib leaves its loky workers idle for reuse; an interpreter's exit
+        # stops them (loky's exit hook), but a forked child first joins its children and would
+        # wait out their idle timeout (300 s): stop them as the exit would
+        for child in multiprocessing.active_children():
+            child.terminate()
+            child.join()
 
 
 class ScriptProcess:
@@ -93,19 +101,3 @@ def run_train(
 ) -> subprocess.CompletedProcess:
     """``python train.py *args``, as :func:`run_script`."""
     return run_script(TRAIN, *args, cwd=cwd, env=env, timeout=timeout)
-
-
-def cold_train(
-    *args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 600
-) -> subprocess.CompletedProcess:
-    """``run_train`` in a fresh interpreter. For a sweep through joblib: its loky workers stay
-    up for reuse, and a forked child joins its multiprocessing children before the shutdown
-    that would stop them runs, so it would wait out their idle timeout (300 s)."""
-    return subprocess.run(
-        [sys.executable, str(TRAIN), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
