@@ -3,6 +3,7 @@ quick preset, the repeat check and one quick end-to-end run."""
 
 import csv
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from omegaconf import OmegaConf
@@ -172,3 +173,23 @@ def test_quick_end_to_end(tmp_path):
     relabelled = run_script(script, *command, "--relabel", timeout=120)
     assert relabelled.returncode == 0, relabelled.stdout[-2000:] + relabelled.stderr[-2000:]
     assert "relabelled, no runs" in relabelled.stdout
+
+
+def test_regime_preconditions_compare_seed_means_with_a_metric_or_a_number(tmp_path):
+    from test_report import make_run
+
+    metrics = [(0.16, 0.33, 0.007), (0.17, 0.32, 0.006)]  # train loss, test loss, conf gap
+    keys = {}
+    for seed, (train, test, gap) in enumerate(metrics):
+        extra = {"train/loss_epoch": train, "test/loss": test, "test/conf_gap": gap}
+        run = make_run(tmp_path, "ce", seed, 0.88, extra_metrics=extra)
+        keys[run.relative_to(tmp_path)] = "ce"
+    overfitted = findings_spec.Precondition("ce", "train/loss_epoch", "below", "test/loss", 0.5, "")
+    overconfident = findings_spec.Precondition("ce", "test/conf_gap", "above", 0.01, 1.0, "")
+    finding = SimpleNamespace(regime=[overfitted, overconfident])
+    first, second = evaluation.preconditions(finding, tmp_path, keys)
+    # 0.165 < 0.5 x 0.325 = 0.1625 fails; the seed means, not a seed's own pair, decide
+    assert first["value"] == pytest.approx(0.165) and first["bound"] == pytest.approx(0.1625)
+    assert first["held"] is False
+    assert second["value"] == pytest.approx(0.0065) and second["held"] is False
+    assert str(overconfident) == "ce: test/conf_gap > 0.01 ()"

@@ -177,13 +177,21 @@ def preconditions(finding: Finding, sweep_dir: Path, keys: dict[Path, str]) -> l
     """Each regime precondition with the seed means it compares and whether it held."""
     checked = []
     for pre in finding.regime:
-        runs = [load_run(sweep_dir / path) for path, key in keys.items() if key == pre.variant]
-        left = [r.metrics.get(pre.metric, math.nan) for r in runs if r.status == "completed"]
-        right = [r.metrics.get(pre.below, math.nan) for r in runs if r.status == "completed"]
-        mean_left, mean_right = stats.t_interval(left).mean, stats.t_interval(right).mean
-        held = mean_left < pre.factor * mean_right  # NaN (no runs): False, not shown to hold
+        runs = [
+            load_run(sweep_dir / path / "status.json")
+            for path, key in keys.items()
+            if key == pre.variant
+        ]
+        completed = [r for r in runs if r.status == "completed"]
+        value = stats.t_interval([r.metrics.get(pre.metric, math.nan) for r in completed]).mean
+        bound = pre.bound
+        if isinstance(bound, str):
+            bound = stats.t_interval([r.metrics.get(bound, math.nan) for r in completed]).mean
+        limit = pre.factor * bound
+        # NaN (no completed run, a metric not logged): False, not shown to hold
+        held = value < limit if pre.side == "below" else value > limit
         checked.append(
-            {"condition": str(pre), "value": _fnum(mean_left), "bound": _fnum(mean_right)}
+            {"condition": str(pre), "value": _fnum(value), "bound": _fnum(limit)}
             | {"held": bool(held)}
         )
     return checked

@@ -39,19 +39,22 @@ class Check:
 
 @dataclass
 class Precondition:
-    """The regime the claim is about, as a comparison of two metrics of one variant's runs
-    (seed means): ``metric < factor * below`` (e.g. calibration: CE's train loss well below
-    its test loss, i.e. overfitted). Failing, the finding's labels read ``out of regime``."""
+    """The regime the claim is about, on one variant's runs (seed means): its ``metric`` below
+    or above (``side``) ``factor`` times a ``bound``, another metric or a number (e.g.
+    calibration: CE's train loss below half its test loss, and its confidence above its
+    accuracy). Failing, the finding's labels read ``out of regime``."""
 
     variant: str
     metric: str
-    below: str
+    side: str  # below | above
+    bound: str | float
     factor: float
     why: str
 
     def __str__(self) -> str:
         scale = "" if self.factor == 1 else f"{self.factor:g} × "
-        return f"{self.variant}: {self.metric} < {scale}{self.below} ({self.why})"
+        sign = "<" if self.side == "below" else ">"
+        return f"{self.variant}: {self.metric} {sign} {scale}{self.bound} ({self.why})"
 
 
 @dataclass
@@ -133,17 +136,26 @@ def _check(where: str, raw: dict[str, Any], baseline: str, variants: dict) -> Ch
 
 
 def _precondition(where: str, raw: Any, variants: dict) -> Precondition:
-    if not isinstance(raw, dict) or set(raw) - {"variant", "metric", "below", "factor", "why"}:
-        raise SpecError(f"{where}: expected {{variant, metric, below, factor, why}}, got {raw!r}")
+    known = {"variant", "metric", "below", "above", "factor", "why"}
+    if not isinstance(raw, dict) or set(raw) - known or len({"below", "above"} & set(raw)) != 1:
+        raise SpecError(
+            f"{where}: expected {{variant, metric, below or above (a metric or a number), "
+            f"factor, why}}, got {raw!r}"
+        )
     if raw.get("variant") not in variants:
         raise SpecError(f"{where}: variant {raw.get('variant')!r} is not one of {list(variants)}")
-    for key in ("metric", "below", "why"):
+    for key in ("metric", "why"):
         if not isinstance(raw.get(key), str):
-            raise SpecError(f"{where}: {key}: expected a string, got {raw.get(key)!r}")
+            raise SpecError(f"{where}: {key}: expected a string, got {raw!r}")
+    side = "below" if "below" in raw else "above"
+    bound = raw[side]
+    if isinstance(bound, bool) or not isinstance(bound, str | int | float):
+        raise SpecError(f"{where}: {side}: expected a metric or a number, got {bound!r}")
     factor = raw.get("factor", 1.0)
     if isinstance(factor, bool) or not isinstance(factor, int | float) or not factor > 0:
         raise SpecError(f"{where}: factor: expected a number > 0, got {factor!r}")
-    return Precondition(raw["variant"], raw["metric"], raw["below"], float(factor), raw["why"])
+    bound = bound if isinstance(bound, str) else float(bound)
+    return Precondition(raw["variant"], raw["metric"], side, bound, float(factor), raw["why"])
 
 
 def load_spec(path: Path) -> Finding:

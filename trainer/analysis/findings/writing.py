@@ -198,7 +198,8 @@ def _setting_lines(record: dict[str, Any]) -> list[str]:
         _runs_line(record),
         f"- variants: {variants}; baseline `{record['baseline']}`",
         f"- budget: {r.get('max_epochs')} epochs (limit_train_batches "
-        f"{r.get('limit_train_batches')}), tested checkpoint: {r.get('test_ckpt')} on validation",
+        f"{r.get('limit_train_batches')}), tested weights: "
+        f"{'the best on validation' if r.get('test_ckpt') == 'best' else 'the last epoch'}",
         f"- learning rate: fixed at {r.get('lr')} for every variant ({r.get('optimizer')}, weight "
         f"decay {r.get('weight_decay')}, {r.get('scheduler')} schedule); not tuned per loss",
         f"- seeds: {', '.join(str(s) for s in record['seeds'])}{quick}",
