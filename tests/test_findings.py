@@ -193,3 +193,17 @@ def test_regime_preconditions_compare_seed_means_with_a_metric_or_a_number(tmp_p
     assert first["held"] is False
     assert second["value"] == pytest.approx(0.0065) and second["held"] is False
     assert str(overconfident) == "ce: test/conf_gap > 0.01 ()"
+
+
+@pytest.mark.parametrize(
+    ("regime", "message"),
+    [
+        ("[{variant: mse, metric: test/mae, why: w}]", "below or above"),
+        ("[{variant: x, metric: test/mae, below: 1, why: w}]", "variant 'x' is not one of"),
+        ("[{variant: mse, metric: test/mae, below: 1, factor: 0, why: w}]", "factor"),
+    ],
+)
+def test_bad_regime_preconditions_fail_with_a_reason(tmp_path, regime, message):
+    path = _spec(tmp_path, _good() + f"regime: {regime}\n")
+    with pytest.raises(findings_spec.SpecError, match=message):
+        findings_spec.load_spec(path)
