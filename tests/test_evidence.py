@@ -145,3 +145,30 @@ def test_expectations_need_an_effect():
     for bad in ("better", {"better": 0}, {"better": True}, {"faster": 1.0}):
         with pytest.raises(ValueError):
             Expectation.parse(bad, "x")
+
+
+def test_the_seeds_a_check_needs_count_its_holm_family():
+    """Among five variants Holm's strictest step tests at 0.05 / 5: the seed count is the
+    first n with 80 % power there (noncentral t written out here), more than one test needs."""
+    others = {f"o{i}": shifted([0.001 * i, -0.002, 0.003, 0.0, 0.001]) for i in range(4)}
+    check = Check("test/dice", "max", {"v": Expectation("better", 0.015)})
+    rows = judge(check, "b", {"b": BASE, "v": shifted(NOISY), **others}, {}, (0.0, 1.0)).rows
+    row = next(r for r in rows if r["key"] == "v")
+    std, n = float(scipy_stats.tstd(NOISY)), row["seeds_needed"]
+
+    def power(k: int, alpha: float) -> float:
+        c, nc = scipy_stats.t.ppf(1 - alpha / 2, k - 1), 0.015 / std * math.sqrt(k)
+        return scipy_stats.nct.sf(c, k - 1, nc) + scipy_stats.nct.sf(c, k - 1, -nc)
+
+    assert power(n, 0.01) >= 0.8 > power(n - 1, 0.01)
+    assert n > labelled("better", 0.015, NOISY)["seeds_needed"]
+    assert "0.05 / 5 Holm tests" in row["reason"]
+
+
+def test_not_shown_with_enough_seeds_says_the_sample_fell_short():
+    """A spread small enough for 5 seeds to detect 0.015, a mean short of it: the reason must
+    not ask for fewer seeds than were run."""
+    diffs = [0.0, 0.015, 0.0, 0.015, 0.0075]  # mean 0.0075, std 0.0075: p 0.089, 0.015 at 2 std
+    row = labelled("better", 0.015, diffs)
+    assert row["label"] == "not shown", row
+    assert row["seeds_needed"] <= 5 and "already give it 80 % power" in row["reason"]

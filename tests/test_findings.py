@@ -207,3 +207,38 @@ def test_bad_regime_preconditions_fail_with_a_reason(tmp_path, regime, message):
     path = _spec(tmp_path, _good() + f"regime: {regime}\n")
     with pytest.raises(findings_spec.SpecError, match=message):
         findings_spec.load_spec(path)
+
+
+def test_relabel_carries_the_checked_regime_over(tmp_path):
+    """--relabel has no runs: it keeps what the runs established (each variant's flags, and a
+    failed precondition the spec still declares) instead of dropping it; a precondition the
+    spec changed cannot be judged without the runs, so the regime reads not checked."""
+    gain = {"0": 0.93, "1": 0.94, "2": 0.935, "3": 0.945}
+    base = {"0": 0.80, "1": 0.81, "2": 0.805, "3": 0.79}
+    flag = "budget too short: val/dice still improved"
+    overconfident = findings_spec.Precondition("ce", "test/conf_gap", "above", 0.01, 1.0, "")
+    record = {
+        "regime_checked": True,
+        "regime": [{"condition": str(overconfident), "value": 0.006, "bound": 0.01, "held": False}],
+        "checks": [
+            {
+                "metric": "test/dice",
+                "rows": [
+                    {"key": "ce", "variant": "ce", "per_seed": base, "regime": [flag]},
+                    {"key": "v", "variant": "v", "per_seed": gain, "regime": []},
+                ],
+            }
+        ],
+    }
+    check = findings_spec.Check("test/dice", "max", {"v": Expectation("better", 0.015)})
+    spec = SimpleNamespace(checks=[check], baseline="ce", task="segmentation")
+    results, regime = evaluation.relabel(
+        record, SimpleNamespace(**vars(spec), regime=[overconfident])
+    )
+    rows = {row["key"]: row for row in results[0].rows}
+    assert regime == record["regime"] and rows["ce"]["regime"] == [flag]
+    assert rows["v"]["label"] == "out of regime"
+    changed = findings_spec.Precondition("ce", "test/conf_gap", "above", 0.02, 1.0, "")
+    results, regime = evaluation.relabel(record, SimpleNamespace(**vars(spec), regime=[changed]))
+    rows = {row["key"]: row for row in results[0].rows}
+    assert regime is None and rows["ce"]["regime"] == [] and rows["v"]["label"] == "supported"

@@ -93,9 +93,11 @@ def label(
     p_holm: float,
     interval: stats.Interval,
     mode: str,
+    family: int = 1,
 ) -> Evidence:
     """The label (see the module docstring), given the table's ``interval`` of the difference
-    (Holm-consistent, within range) and the expectation's Holm-adjusted ``p_holm``:
+    (Holm-consistent, within range) and the expectation's Holm-adjusted ``p_holm`` from a Holm
+    family of ``family`` tests:
 
     - better / worse: ``supported`` when significant in the expected direction;
       ``contradicted`` when significant the other way, or when the whole interval falls short
@@ -130,15 +132,23 @@ def label(
             return Evidence("supported", p_holm, interval, None, f"non-inferior within {e:g}")
         if high < -e:
             return Evidence("contradicted", p_holm, interval, None, f"worse by more than {e:g}")
-    return _not_shown(expectation, paired, p_holm, interval, mean)
+    return _not_shown(expectation, paired, p_holm, interval, mean, family)
 
 
 def _not_shown(
-    expectation: Expectation, paired: stats.Paired, p_holm: float, iv: stats.Interval, mean: float
+    expectation: Expectation,
+    paired: stats.Paired,
+    p_holm: float,
+    iv: stats.Interval,
+    mean: float,
+    family: int,
 ) -> Evidence:
     """``not shown``, with why and the seeds that would show it: at 80 % power from the
     observed spread, or, where the differences have none, the fewest seeds whose exact
-    sign-flip test can reach ``ALPHA`` when every one keeps the observed difference."""
+    sign-flip test can reach the level when every one keeps the observed difference. The
+    level is ``ALPHA / family``, Holm's first (strictest) step, so the count is on the safe
+    side for any place the test takes in its family. When the seeds run already had that
+    power, the reason says so, with the difference the sample showed."""
     kind, e = expectation.kind, expectation.effect
     where = {
         "better": f"the interval holds both 0 and {e:g}",
@@ -146,17 +156,27 @@ def _not_shown(
         "similar": f"the interval reaches beyond ±{e:g} without lying wholly outside it",
         "at_least_as_good": f"the interval reaches below -{e:g} without lying wholly below it",
     }[kind]
+    alpha = stats.ALPHA / family
+    level = f"at α {alpha:.3g} (0.05 / {family} Holm tests)" if family > 1 else "at α 0.05"
     if paired.diff.std == 0:
         reaches = mean >= e if kind in ("better", "worse") else abs(mean) < e
         two_sided = kind in ("better", "worse")
-        needed = stats.sign_flip_seeds(two_sided) if reaches else None
-        basis = "with no spread, by the exact sign-flip test"
+        needed = stats.sign_flip_seeds(two_sided, alpha) if reaches else None
+        basis = f"with no spread, by the exact sign-flip test {level}"
     else:
-        needed = stats.seeds_needed(e, paired.diff.std, SEEDS_TEST[kind])
-        basis = "80 % power from the observed spread"
+        needed = stats.seeds_needed(e, paired.diff.std, SEEDS_TEST[kind], alpha)
+        basis = f"80 % power from the observed spread {level}"
         if kind in ("similar", "at_least_as_good"):
             basis += ", if the true difference were 0"
-    more = f"about {needed} seeds would show it" if needed else "no seed count in reach shows it"
+    if needed is None:
+        more = "no seed count in reach shows it"
+    elif needed <= paired.n:
+        more = (
+            f"{paired.n} seeds already give it 80 % power at this spread ({needed} would); "
+            f"the observed difference {mean:.3g} fell short"
+        )
+    else:
+        more = f"about {needed} seeds would show it"
     return Evidence("not shown", p_holm, iv, needed, f"{where}; {more} ({basis})")
 
 

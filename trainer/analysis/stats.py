@@ -233,9 +233,12 @@ def power_one_sided_t(effect: float, n: int, alpha: float = ALPHA) -> float:
 MAX_SEEDS = 1000  # beyond this, "more seeds" is not an answer: the effect is out of reach
 
 
-def seeds_needed(effect: float, std_diff: float, test: str = "superiority") -> int | None:
+def seeds_needed(
+    effect: float, std_diff: float, test: str = "superiority", alpha: float = ALPHA
+) -> int | None:
     """The fewest seeds (pairs) whose test detects a true mean difference of ``effect`` with
-    probability ``POWER`` at ``ALPHA``, given the spread of the differences (the observed one):
+    probability ``POWER`` at level ``alpha``, given the spread of the differences (the observed
+    one; pass ``ALPHA / m`` for a test that is one of a Holm family of ``m``):
     the two-sided paired t-test (``superiority``), the one-sided test against a margin
     ``effect`` when the true difference is 0 (``noninferiority``), or the two one-sided tests
     with margin ``effect`` when it is 0 (``equivalence``; power from the bound
@@ -248,9 +251,9 @@ def seeds_needed(effect: float, std_diff: float, test: str = "superiority") -> i
     if not (math.isfinite(std_diff) and std_diff > 0 and effect > 0):
         return None
     power = {
-        "superiority": lambda d, n: power_paired_t(d, n),
-        "noninferiority": power_one_sided_t,
-        "equivalence": lambda d, n: 1 - 2 * (1 - power_one_sided_t(d, n)),
+        "superiority": lambda d, n: power_paired_t(d, n, alpha),
+        "noninferiority": lambda d, n: power_one_sided_t(d, n, alpha),
+        "equivalence": lambda d, n: 1 - 2 * (1 - power_one_sided_t(d, n, alpha)),
     }[test]
     standardised = effect / std_diff
     for n in range(2, MAX_SEEDS + 1):

@@ -132,7 +132,8 @@ def judge(
             "expected": "",
         }
         if key in check.expect:
-            found = evidence.label(check.expect[key], pair, label_p[key], diff, check.mode)
+            family = len(special) if key in special else len(others)
+            found = evidence.label(check.expect[key], pair, label_p[key], diff, check.mode, family)
             row |= {
                 "expected": str(check.expect[key]),
                 "label": found.label,
@@ -213,12 +214,18 @@ def evaluate(finding: Finding, sweep_dir: Path) -> tuple[list[CheckResult], list
         print(f"[{finding.name}] report: {error}")
     results = [_check_result(finding, check, sweep_dir, keys, names) for check in finding.checks]
     regime = preconditions(finding, sweep_dir, keys)
-    if not all(p["held"] for p in regime):
-        for result in results:
-            for row in result.rows:
-                if row.get("expected"):
-                    row["label"], row["reason"] = "out of regime", "a regime precondition failed"
+    _apply_preconditions(results, regime)
     return results, regime
+
+
+def _apply_preconditions(results: list[CheckResult], regime: list[dict]) -> None:
+    """A failed precondition turns every label into ``out of regime``."""
+    if all(p["held"] for p in regime):
+        return
+    for result in results:
+        for row in result.rows:
+            if row.get("expected"):
+                row["label"], row["reason"] = "out of regime", "a regime precondition failed"
 
 
 def repeat_difference(first: Path, second: Path) -> dict[str, Any]:
@@ -254,23 +261,38 @@ def repeat_difference(first: Path, second: Path) -> dict[str, Any]:
     }
 
 
-def relabel(record: dict[str, Any], finding: Finding) -> list[CheckResult]:
+def relabel(record: dict[str, Any], finding: Finding) -> tuple[list[CheckResult], list[dict]]:
     """The checks of ``finding`` judged again from the per-seed values a ``finding.json``
     kept (every variant of every check it had), without the runs: for labels computed after the
-    runs. A check whose metric or variants the record lacks comes out ``n/a``. The regime flags
-    need the runs' curves, which ``results/`` does not keep: they are left empty."""
+    runs. A check whose metric or variants the record lacks comes out ``n/a``. The regime needs
+    the runs' curves and metrics, which ``results/`` does not keep, so it is carried over from
+    a record whose regime was checked: each variant's flags, and the preconditions when the
+    spec still declares exactly those (then applied as ``evaluate`` does); else it is None (not
+    checked)."""
     values: dict[tuple[str, str], dict[int, float]] = {}
     names: dict[str, str] = {}
+    flags: dict[str, list[str]] = {}
     for check in record["checks"]:
         for row in check["rows"]:
             if row.get("per_seed"):
                 per_seed = {int(s): float(v) for s, v in row["per_seed"].items() if v is not None}
                 values[(check["metric"], row["key"])] = per_seed
                 names[row["key"]] = row["variant"]
+                flags.setdefault(row["key"], list(row.get("regime") or []))
+    kept = record.get("regime") or []
+    regime = None
+    if record.get("regime_checked") and [p["condition"] for p in kept] == [
+        str(p) for p in finding.regime
+    ]:
+        regime = kept
     results = []
     for check in finding.checks:
         table = {key: v for (metric, key), v in values.items() if metric == check.metric}
         base = check.baseline or finding.baseline
         bounds = metric_range(finding.task, check.metric)
-        results.append(judge(check, base, table, names, bounds))
-    return results
+        results.append(
+            judge(check, base, table, names, bounds, flags if regime is not None else None)
+        )
+    if regime is not None:
+        _apply_preconditions(results, regime)
+    return results, regime

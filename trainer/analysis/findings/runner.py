@@ -182,12 +182,16 @@ def _save(out_dir: Path, record: dict[str, Any]) -> None:
 
 def relabel_finding(finding: Finding, out_dir: Path) -> dict[str, Any]:
     """Judge ``out_dir/<name>/finding.json`` again with the spec's current checks, from the
-    per-seed values it kept (no runs needed: ``evaluation.relabel``); its summary.md and the
-    other files of the original runs stay as they were."""
+    per-seed values it kept (no runs needed: ``evaluation.relabel``, which carries the regime
+    over where it still applies); its summary.md and the other files of the original runs stay
+    as they were."""
     path = Path(out_dir) / finding.name / "finding.json"
     record = json.loads(path.read_text())
-    results = relabel(record, finding)
-    record |= {"checks": check_records(results), "regime": [], "regime_checked": False}
+    results, regime = relabel(record, finding)
+    record |= {"claim": finding.claim, "source": finding.source, "note": finding.note}
+    record["setting_note"] = finding.setting  # hand-written texts follow the spec
+    record |= {"checks": check_records(results), "regime": regime or []}
+    record["regime_checked"] = regime is not None
     record |= outcome_of(results)
     record["relabelled"] = environment()["commit"]
     write_verdicts(path.parent / "verdicts.csv", results)
