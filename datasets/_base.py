@@ -133,8 +133,11 @@ class InMemoryDataModule(L.LightningDataModule):
     @property
     def model_inputs(self) -> dict:
         """What model configs leave null and the data fill in; what the data leave ``None`` (no
-        image for tabular rows, an embedding size the model chooses) stays the model's."""
+        image for tabular rows, an embedding size the model chooses) stays the model's. ``task``
+        lets one model config serve several tasks (``model=timm``: class logits on
+        classification, an embedding on retrieval)."""
         inputs = {
+            "task": self.task,
             "in_shape": self.in_shape,
             "in_channels": self.in_channels,
             "image_size": self.image_size,

@@ -72,10 +72,10 @@ def test_regression_without_outliers_and_model_inputs():
     residual = splits["train"].targets - target_function(splits["train"].inputs)
     assert residual.abs().max() < 0.6
     assert dm.in_shape == [10] and dm.num_outputs == 1
-    assert dm.model_inputs == {"in_shape": [10], "num_outputs": 1}
+    assert dm.model_inputs == {"task": "regression", "in_shape": [10], "num_outputs": 1}
     inputs, targets = next(iter(dm.train_dataloader()))
     assert inputs.shape == (128, 10) and targets.shape == (128, 1)
-    assert MLP(**dm.model_inputs)(inputs).shape == targets.shape
+    assert MLP(dm.in_shape, dm.num_outputs)(inputs).shape == targets.shape
 
 
 def test_regression_seeded():
@@ -571,6 +571,7 @@ def test_restoration_192px_fits_five_scale_ms_ssim():
         assert clean.std(dim=(1, 2, 3)).min() > 0.05  # shapes were drawn
         assert 0.08 < (noisy - clean).abs().mean() < 0.2  # gaussian 0.2, clamped
     assert dm.model_inputs == {
+        "task": "restoration",
         "in_shape": [1, 192, 192],
         "in_channels": 1,
         "image_size": 192,
