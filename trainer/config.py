@@ -86,6 +86,18 @@ def check_loss_fits(loss_name: str, loss_cfg: DictConfig, data_name: str, task: 
         )
 
 
+def check_model_fits(model_name: str, model_cfg: DictConfig, data_name: str, task: str) -> None:
+    """A model class that declares ``tasks`` (the library models: timm's classifiers, smp's
+    encoder-decoders) fits only those; the project's own models declare none and are not checked
+    here (their own constructors refuse what they cannot take)."""
+    fits = getattr(get_class(model_cfg._target_), "tasks", None)
+    if fits is not None and task not in fits:
+        raise ConfigError(
+            f"model={model_name} does not fit data={data_name} (task {task}); "
+            f"it fits tasks {', '.join(fits)}"
+        )
+
+
 # overrides that do not change what a run trains (or, for the loss, lead the name already)
 RUN_NAME_SKIPS = ("loss", "suite", "resume", "ckpt_path")
 

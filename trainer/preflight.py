@@ -1,17 +1,22 @@
-"""Checks before training: the loss fits the task, the settings are valid, and the first training
-batch and two validation samples go through the model and the loss."""
+"""Checks before training: the loss and the model fit the task, the settings are valid, and the
+first training batch and two validation samples go through the model and the loss."""
+
+from collections.abc import Mapping
+from typing import Any
 
 import lightning as L
 import torch
 from omegaconf import DictConfig
 
 from losses.checks import value_checks
-from trainer.config import ConfigError, check_loss_fits
+from trainer.config import ConfigError, check_loss_fits, check_model_fits
 
 
-def check_run(cfg: DictConfig, loss_name: str, data_name: str, task: str) -> None:
-    """What can be checked before training beyond each object's own checks."""
-    check_loss_fits(loss_name, cfg.loss, data_name, task)
+def check_run(cfg: DictConfig, choices: Mapping[str, Any], task: str) -> None:
+    """What can be checked before training beyond each object's own checks; ``choices``: the
+    config group choices (``loss``, ``model``, ``data``) the messages name."""
+    check_loss_fits(choices["loss"], cfg.loss, choices["data"], task)
+    check_model_fits(choices["model"], cfg.model, choices["data"], task)
     if cfg.test_ckpt not in ("best", "last"):
         raise ConfigError(f"test_ckpt: expected best or last, got {cfg.test_ckpt!r}")
 

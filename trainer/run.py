@@ -80,9 +80,9 @@ def build_experiment(
     status: StatusRecord,
 ) -> LossExperiment:
     """The run's model, loss and optimizer, after ``status.json`` says what task it is and the
-    loss was checked against the data; preflighted on the first batches."""
+    loss and the model were checked against the data; preflighted on the first batches."""
     status.update(task_record(task, cfg.test_ckpt))
-    check_run(cfg, choices["loss"], choices["data"], task.name)
+    check_run(cfg, choices, task.name)
     experiment = LossExperiment.from_config(cfg, datamodule, task)
     preflight(experiment, datamodule)
     return experiment
