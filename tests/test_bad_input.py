@@ -47,6 +47,35 @@ CONFIG_ROWS = [
         ["data.image_size=34", "model.depth=2"],
         "unet: image_size 34 is not divisible by 2**depth = 4",
     ),
+    # model=timm, model=smp: a name the library does not know, a model that does not fit the data
+    (
+        ["data=mnist", "model=timm", "model.name=resnet1800"],
+        "timm: unknown timm model 'resnet1800'; close names: resnet18, resnet200, resnet18d, "
+        "resnet10t, resnet101; more: timm.list_models('*resnet*')",
+    ),
+    (
+        ["model=timm"],
+        "model=timm does not fit data=seg_imbalanced (task segmentation); "
+        "it fits tasks classification, retrieval",
+    ),
+    (
+        ["data=mnist", "model=timm", "model.name=vit_tiny_patch16_224"],
+        "timm vit_tiny_patch16_224: cannot take 28x28 images: Input height (28) doesn't match "
+        "model (224); a model built for one size takes +model.extra.img_size=28",
+    ),
+    (
+        ["model=smp", "model.arch=FPN", "model.encoder_depth=5", "data.image_size=48"],
+        "smp: image_size 48 is not divisible by 32, the output stride of FPN with encoder "
+        "resnet18, encoder_depth=5; set data.image_size=64 or model.encoder_depth=4",
+    ),
+    (
+        ["model=smp", "model.encoder=resnet1800"],
+        "smp: unknown encoder 'resnet1800'; close names: resnet18,",
+    ),
+    (
+        ["data=boxes", "model=smp"],
+        "model=smp does not fit data=boxes (task boxes); it fits tasks segmentation, restoration",
+    ),
     (["nan_policy=ignore"], "nan_policy: expected one of ('skip', 'stop', 'raise'), got 'ignore'"),
     (["callbacks.nonfinite.max_consecutive=0"], "nan_policy: expected max_consecutive >= 1, got 0"),
     (["test_ckpt=first"], "test_ckpt: expected best or last, got 'first'"),

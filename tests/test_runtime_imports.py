@@ -1,5 +1,7 @@
-"""The runtime imports no test-only library: ``python train.py`` trains with ``hypothesis``
-unimportable (the fuzz strategies live under ``tests/``)."""
+"""The runtime imports no test-only library, and the default job no model library it does not use:
+``python train.py`` trains with ``hypothesis`` (the fuzz strategies live under ``tests/``), ``timm``
+and ``segmentation_models_pytorch`` (imported seconds long, only when ``model=timm`` or
+``model=smp`` is built) unimportable."""
 
 import json
 import os
@@ -11,24 +13,28 @@ from conftest import FAST_TRAINER
 from task_examples import tiny_budget
 
 ROOT = Path(__file__).resolve().parent.parent
-BLOCKED = "hypothesis"  # a test dependency (requirements.txt), not a runtime one
+# a test dependency (requirements.txt), not a runtime one; the model libraries of model=timm and
+# model=smp, which the default job (model=unet) must not import
+BLOCKED = ("hypothesis", "timm", "segmentation_models_pytorch")
 
 
-def test_a_tiny_training_runs_without_hypothesis(tmp_path: Path):
-    # a package of the same name ahead of site-packages: `import hypothesis` raises
-    shim = tmp_path / "shim" / BLOCKED
-    shim.mkdir(parents=True)
-    (shim / "__init__.py").write_text(
-        f"raise ImportError('{BLOCKED} is blocked: the runtime must not import it')\n"
-    )
-    pythonpath = os.pathsep.join(filter(None, [str(shim.parent), os.environ.get("PYTHONPATH")]))
-    check = subprocess.run(
-        [sys.executable, "-c", f"import {BLOCKED}"],
-        env={**os.environ, "PYTHONPATH": pythonpath},
-        capture_output=True,
-        text=True,
-    )
-    assert check.returncode != 0 and f"{BLOCKED} is blocked" in check.stderr  # the shim works
+def test_a_tiny_default_training_runs_without_the_blocked_packages(tmp_path: Path):
+    # packages of the same names ahead of site-packages: `import hypothesis` raises
+    shims = tmp_path / "shim"
+    for name in BLOCKED:
+        (shims / name).mkdir(parents=True)
+        (shims / name / "__init__.py").write_text(
+            f"raise ImportError('{name} is blocked: the default job must not import it')\n"
+        )
+    pythonpath = os.pathsep.join(filter(None, [str(shims), os.environ.get("PYTHONPATH")]))
+    for name in BLOCKED:
+        check = subprocess.run(
+            [sys.executable, "-c", f"import {name}"],
+            env={**os.environ, "PYTHONPATH": pythonpath},
+            capture_output=True,
+            text=True,
+        )
+        assert check.returncode != 0 and f"{name} is blocked" in check.stderr  # the shim works
     run_dir = tmp_path / "run"
     result = subprocess.run(
         [

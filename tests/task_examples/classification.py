@@ -14,7 +14,8 @@ TINY_DATA = {
     "fashion_mnist": ["data.val_size=100", "data.batch_size=32"],
     "mnist": ["data.val_size=100", "data.batch_size=32"],
 }
-TINY_MODEL = {"cnn": ["model.width=8"]}
+# model=timm: timm's own tiny test ResNet (0.37 M parameters, ~6x faster a step than resnet18)
+TINY_MODEL = {"cnn": ["model.width=8"], "timm": ["model.name=test_resnet"]}
 # dropout in the cnn draws random numbers, alike in every variant; focal's steps draw none
 LOSS_PAIR = (["loss=ce"], ["loss=focal", "loss.gamma=2"])
 # class-weighted CE reads the training data's class counts before the model is built

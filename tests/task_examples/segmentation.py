@@ -21,7 +21,8 @@ TINY_DATA = {
         "data.batch_size=16",
     ],
 }
-TINY_MODEL = {"unet": ["model.width=8"]}
+# model=smp: three downsamplings instead of five (decoder widths 64, 32, 16; ~4x faster a step)
+TINY_MODEL = {"unet": ["model.width=8"], "smp": ["model.encoder_depth=3"]}
 LOSS_PAIR = (["loss=bce"], ["loss=dice"])
 
 
