@@ -131,9 +131,10 @@ class TimmModel(nn.Module):
 
 def _decoder_widths(architecture: type, encoder_depth: int, extra: dict[str, Any]) -> dict:
     """``decoder_channels`` for an architecture that takes one width per decoder block (Unet,
-    UnetPlusPlus, MAnet) at an ``encoder_depth`` other than its default list's length: the last
-    ``encoder_depth`` widths, so each resolution keeps its default width (at depth 3 the blocks at
-    1/4, 1/2 and full size keep 64, 32, 16) and the head its 16 channels."""
+    UnetPlusPlus, MAnet), which must be ``encoder_depth`` long: its default list's last
+    ``encoder_depth`` widths (all five at the default depth), so each resolution keeps its
+    default width (at depth 3 the blocks at 1/4, 1/2 and full size keep 64, 32, 16) and the head
+    its 16 channels."""
     parameter = inspect.signature(architecture).parameters.get("decoder_channels")
     default = None if parameter is None else parameter.default
     if "decoder_channels" in extra or not isinstance(default, list | tuple):
