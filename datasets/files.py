@@ -86,6 +86,13 @@ def _check_decoding(name: str, channels: int, resample: str) -> None:
         raise ValueError(f"{name}: expected resample in {tuple(RESAMPLING)}, got {resample!r}")
 
 
+def _unreadable(path: Path, name: str, error: BaseException) -> DataError:
+    """The one line for a file PIL cannot read (``from None`` where raised: the run's one-line
+    report shows the root cause, which is this one)."""
+    reason = " ".join(str(error).split()) or type(error).__name__
+    return DataError(f"{name}: cannot read {path}: {reason}")
+
+
 def _decode(path: Path, name: str, mode: str) -> Image.Image:
     """The image at ``path`` fully decoded and converted to ``mode``, or a DataError naming it."""
     try:
@@ -93,8 +100,7 @@ def _decode(path: Path, name: str, mode: str) -> Image.Image:
             image.load()  # PIL decodes lazily: a truncated file fails here, not at open
             return image.convert(mode)
     except DECODE_ERRORS as error:
-        reason = " ".join(str(error).split()) or type(error).__name__
-        raise DataError(f"{name}: cannot read {path}: {reason}") from None
+        raise _unreadable(path, name, error) from None
 
 
 def channels_of(path: Path, name: str) -> int:
@@ -104,8 +110,7 @@ def channels_of(path: Path, name: str) -> int:
         with Image.open(path) as image:
             mode = image.mode
     except DECODE_ERRORS as error:
-        reason = " ".join(str(error).split()) or type(error).__name__
-        raise DataError(f"{name}: cannot read {path}: {reason}") from None
+        raise _unreadable(path, name, error) from None
     return 1 if mode in ("1", "L", "LA", "F") or mode.startswith("I") else 3
 
 
@@ -115,8 +120,7 @@ def image_size_of(path: Path, name: str) -> tuple[int, int]:
         with Image.open(path) as image:
             return image.size
     except DECODE_ERRORS as error:
-        reason = " ".join(str(error).split()) or type(error).__name__
-        raise DataError(f"{name}: cannot read {path}: {reason}") from None
+        raise _unreadable(path, name, error) from None
 
 
 def _size_mismatch(name: str, first: Path, first_size, path: Path, size) -> DataError:
@@ -221,6 +225,7 @@ def cached_tensors(
         try:
             with os.fdopen(handle, "wb") as file:
                 torch.save(tensors, file)
+            os.chmod(temporary, 0o644)  # mkstemp's 0600 would keep the cache from other users
             os.replace(temporary, path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
@@ -277,7 +282,8 @@ def split_indices(
         n_val = max(1, round(val_fraction * size)) if val_fraction > 0 else 0
         n_test = max(1, round(test_fraction * size)) if test_fraction > 0 else 0
         if size - n_val - n_test < 1:
-            raise DataError(f"{name}: {group} has {size} images, too few to split into {splits}")
+            images = "image" if size == 1 else "images"
+            raise DataError(f"{name}: {group} has {size} {images}, too few to split into {splits}")
         shuffled = members[torch.randperm(size, generator=generator)].tolist()
         parts[0] += shuffled[n_val + n_test :]
         parts[1] += shuffled[:n_val]

@@ -131,12 +131,13 @@ def list_layout(
     return names, listings
 
 
-def long_tail(index: Tensor, labels: Tensor, ratio: float, seed: int, name: str) -> Tensor:
+def long_tail(
+    index: Tensor, labels: Tensor, num_classes: int, ratio: float, seed: int, name: str
+) -> Tensor:
     """The subset of ``index`` (sorted) that keeps ``long_tail_counts`` of each class: class 0
     the most, the last class ``1 / ratio`` of that; each class keeps the first ``n_c`` of a
     seeded permutation of its members."""
     generator = torch.Generator().manual_seed(seed)
-    num_classes = int(labels.max()) + 1
     members = [index[labels[index] == c] for c in range(num_classes)]
     available = [len(m) for m in members]
     if min(available) == 0:
@@ -295,59 +296,45 @@ class ImageFolderDataModule(FolderDataModule):
         sizes = {split: len(listing.files) for split, listing in listings.items()}
         offsets = dict(zip(sizes, accumulate([0, *sizes.values()]), strict=False))
         val_fraction, test_fraction = self.fractions
-        if len(listings) == 1:
-            folders = [str(self.root / n) for n in names]
-        else:
-            folders = [str(self.root / "train" / n) for n in names]
-            test_fraction = 0.0
-            val_fraction = 0.0 if "val" in listings else val_fraction
-        train = listings["train"]
-        drawn = dict(
-            zip(
-                SPLITS,
-                split_indices(
-                    sizes["train"],
-                    val_fraction,
-                    test_fraction,
-                    self.split_seed,
-                    self.name,
-                    train.labels,
-                    folders,
-                ),
-                strict=True,
-            )
-        )
+        parent = self.root if len(listings) == 1 else self.root / "train"
+        if len(listings) > 1:  # the user's splits: test given, val maybe
+            test_fraction, val_fraction = 0.0, 0.0 if "val" in listings else val_fraction
+        train, val, test = split_indices(
+            sizes["train"], val_fraction, test_fraction, self.split_seed, self.name,
+            listings["train"].labels, [str(parent / n) for n in names],
+        )  # fmt: skip
+        drawn = {"train": train, "val": val, "test": test}
         for split in ("val", "test"):
             if split in listings:
                 drawn[split] = torch.arange(sizes[split]) + offsets[split]
         return drawn
 
+    def train_pixel_stats(
+        self, images: Tensor | None, files: list[Path], train: Tensor, decoding: dict[str, Any]
+    ) -> tuple[list[float], list[float]]:
+        """Mean and std per channel of the training split's pixels in [0, 1]; those of streamed
+        images (a pass over every training file) are cached with the training files."""
+        if images is not None:
+            return pixel_stats(images[train], per_channel=True)
+        chosen = [files[i] for i in train.tolist()]
+
+        def build() -> dict[str, Tensor]:
+            streamed = StreamedImages(chosen, torch.zeros(len(chosen)), self.name, **decoding)
+            mean, std = pixel_stats(streamed, per_channel=True)
+            return {"mean": torch.tensor(mean), "std": torch.tensor(std)}
+
+        options = {**decoding, "of": "pixel stats"}
+        cached = cached_tensors(self.name, chosen, options, self.cache_dir, build)
+        return cached["mean"].tolist(), cached["std"].tolist()
+
     def normalisation(
         self, images: Tensor | None, files: list[Path], train: Tensor, decoding: dict[str, Any]
     ) -> functools.partial:
         """``(x / 255 - mean) / std`` with the configured mean and std, or (null) the training
-        split's per channel; streamed images' statistics are cached with the training files."""
+        split's per channel."""
         mean, std = self.mean, self.std
         if mean is None or std is None:
-            if images is not None:
-                stats = pixel_stats(images[train], per_channel=True)
-            else:
-                chosen = [files[i] for i in train.tolist()]
-                streamed = StreamedImages(chosen, train, self.name, **decoding)
-
-                def build() -> dict[str, Tensor]:
-                    return dict(
-                        zip(
-                            ("mean", "std"),
-                            map(torch.tensor, pixel_stats(streamed, True)),
-                            strict=True,
-                        )
-                    )
-
-                cached = cached_tensors(
-                    self.name, chosen, {**decoding, "of": "pixel stats"}, self.cache_dir, build
-                )
-                stats = (cached["mean"].tolist(), cached["std"].tolist())
+            stats = self.train_pixel_stats(images, files, train, decoding)
             mean, std = mean or stats[0], std or stats[1]
         for key, value in (("mean", mean), ("std", std)):
             if len(value) not in (1, decoding["channels"]):
@@ -368,7 +355,7 @@ class ImageFolderDataModule(FolderDataModule):
         index = self.split_index(names, listings)
         if self.imbalance_ratio > 1:
             index["train"] = long_tail(
-                index["train"], labels, self.imbalance_ratio, self.split_seed, self.name
+                index["train"], labels, len(names), self.imbalance_ratio, self.split_seed, self.name
             )
         if len(index["train"]) < self.batch_size:
             raise DataError(

@@ -17,6 +17,7 @@ Inputs are uint8 ``[N, C, S, S]`` scaled to [0, 1] per batch, as ``data=retrieva
 """
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -44,17 +45,18 @@ def held_out_classes(num_classes: int, test_classes: float, seed: int, name: str
 
 
 def halve_per_class(
-    index: Tensor, labels: Tensor, seed: int, name: str, root
+    index: Tensor, labels: Tensor, seed: int, name: str, folders: Sequence[Path]
 ) -> tuple[Tensor, Tensor]:
-    """``index`` split per class into val (a seeded half, rounded down) and test (the rest)."""
+    """``index`` split per class into val (a seeded half, rounded down) and test (the rest);
+    ``folders[c]`` is class c's folder, for the message when it holds a single image."""
     generator = torch.Generator().manual_seed(seed)
     val, test = [], []
     for c in labels[index].unique().tolist():
         members = index[labels[index] == c]
         if len(members) < 2:
             raise DataError(
-                f"{name}: held-out class {c} of {root} has {len(members)} image, too few to "
-                "give val and test one each"
+                f"{name}: held-out class {folders[c]} has 1 image, too few to give val and test "
+                "one each"
             )
         shuffled = members[torch.randperm(len(members), generator=generator)]
         val.append(shuffled[: len(members) // 2])
@@ -112,27 +114,33 @@ class RetrievalFolderDataModule(FolderDataModule):
         self.split_seed = split_seed
         self.p, self.k = p, k
 
-    def split_index(self, num_classes: int, listings: dict, labels: Tensor) -> dict[str, Tensor]:
+    def split_index(self, names: list[str], listings: dict, labels: Tensor) -> dict[str, Tensor]:
         """Each split's indices into the listings concatenated (train, val, test)."""
         if len(listings) == 1:  # class folders: disjoint train and held-out classes
-            held_out = held_out_classes(num_classes, self.test_classes, self.split_seed, self.name)
+            held_out = held_out_classes(len(names), self.test_classes, self.split_seed, self.name)
             is_held_out = torch.isin(labels, held_out)
             train, rest = (~is_held_out).nonzero().squeeze(1), is_held_out.nonzero().squeeze(1)
-            val, test = halve_per_class(rest, labels, self.split_seed, self.name, self.root)
+            val, test = halve_per_class(
+                rest, labels, self.split_seed, self.name, [self.root / n for n in names]
+            )
             return {"train": train, "val": val, "test": test}
         sizes = [len(listing.files) for listing in listings.values()]
         ranges = torch.arange(sum(sizes)).split(sizes)
         index = dict(zip(listings, ranges, strict=True))
         if "val" not in index:
             index["val"], index["test"] = halve_per_class(
-                index["test"], labels, self.split_seed, self.name, self.root / "test"
+                index["test"],
+                labels,
+                self.split_seed,
+                self.name,
+                [self.root / "test" / n for n in names],
             )
         return index
 
     def build_splits(self) -> tuple[TensorBatches | StreamedImages, ...]:
         names, listings = list_layout(self.check_root(), self.name, self.classes, every_split=True)
         files, labels, images, decoding = self.read_listed(names, listings)
-        index = self.split_index(len(names), listings, labels)
+        index = self.split_index(names, listings, labels)
         if labels[index["train"]].unique().numel() < 2:
             raise DataError(
                 f"{self.name}: the training split of {self.root} holds one class; "
