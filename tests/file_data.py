@@ -101,6 +101,10 @@ def ensure(names: list[str] | None = None) -> None:
             export(staging)
             (staging / MARKER).write_text(version)
             shutil.rmtree(target, ignore_errors=True)
-            staging.rename(target)
+            try:
+                staging.rename(target)
+            except OSError:  # another session exported it meanwhile: keep theirs if current
+                if not (marker.is_file() and marker.read_text() == version):
+                    raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -364,6 +364,12 @@ def test_bad_files_are_one_line_before_training(
     assert not list(tmp_path.glob("events.out.tfevents.*")), "training started"
 
 
+def test_a_data_root_left_out_is_one_line(make_cfg):
+    with pytest.raises(Exception) as error:
+        train(make_cfg("data=image_folder", "data.root=???"))
+    assert one_line(error.value) == "data.root is required: add data.root=... to the command line"
+
+
 @pytest.mark.slow
 def test_cli_names_a_missing_data_root(tmp_path: Path):
     result = run_train(
