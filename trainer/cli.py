@@ -17,6 +17,7 @@ from hydra.core.object_type import ObjectType
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob, Override, QuotedString
 from hydra.errors import HydraException
+from omegaconf.errors import MissingMandatoryValue
 
 from datasets.errors import DataError
 from hydra_plugins.losscmp.config import sweeper_argument
@@ -63,6 +64,8 @@ def one_line(error: BaseException) -> str | None:
     dice: expected eps > 0.0, got -1
     """
     cause = root_cause(error)
+    if isinstance(cause, MissingMandatoryValue):  # a ``???`` left in a config (data.root)
+        return f"{cause.full_key} is required: add {cause.full_key}=... to the command line"
     if not isinstance(cause, USER_ERRORS):
         return None
     message = " ".join(str(cause).split()) or type(cause).__name__
