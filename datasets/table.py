@@ -1,4 +1,4 @@
-"""``data=table``: regression on the user's own table, a CSV or Parquet file with one row per sample.
+"""``data=table``: regression on the user's own table, a CSV or Parquet file, one row a sample.
 
 The file's header names the columns; ``target`` is the column to predict, ``features`` the
 columns fed to the model (null: every other numeric column). The rows are split into train,
@@ -34,7 +34,6 @@ from torch import Tensor
 from datasets._base import SPLITS, TensorBatches
 from datasets.errors import DataError
 from datasets.files import FileDataModule, split_indices
-from losses.checks import check_range
 
 if TYPE_CHECKING:
     import numpy as np
@@ -98,8 +97,13 @@ def feature_columns(
 ) -> list[str]:
     """The feature columns: ``features`` in their order, or (null) every numeric column but the
     target and the split column, in the file's order. A named column the table lacks raises
-    :class:`DataError` listing the table's columns."""
-    from pandas.api.types import is_numeric_dtype
+    :class:`DataError` listing the table's columns.
+
+    A column of text is numeric when some of its cells read as numbers: a typo in a column of
+    numbers (``1,5``) must stop the run, naming the cell, not drop the column; only a column
+    of which no cell is a number (a name, a category) is left out, with a warning.
+    """
+    import pandas as pd
 
     named = [("data.target", target), ("data.split_column", split_column)]
     named += [("data.features", column) for column in features or ()]
@@ -115,7 +119,12 @@ def feature_columns(
                 raise DataError(f"{name}: data.features names {column!r}, which is {role}")
         return features
     others = [column for column in frame.columns if column not in (target, split_column)]
-    chosen = [column for column in others if is_numeric_dtype(frame[column])]
+    chosen = [
+        column
+        for column in others
+        if pd.api.types.is_numeric_dtype(frame[column])
+        or pd.to_numeric(frame[column], errors="coerce").notna().any()
+    ]
     if not chosen:
         raise DataError(
             f"{name}: {path} has no numeric column besides the target {target!r} to use as a "
@@ -123,21 +132,21 @@ def feature_columns(
         )
     if left_out := [column for column in others if column not in chosen]:
         log.warning(
-            "%s: %s: non-numeric columns left out of the features: %s (name them in "
-            "data.features to see why they cannot be read as numbers)",
+            "%s: %s: columns without a number left out of the features: %s",
             name,
             path,
             _listing(left_out),
         )
-    return [str(column) for column in chosen]
+    return chosen
 
 
 def numeric_values(
     frame: "pd.DataFrame", column: str, role: str, path: Path, name: str
 ) -> "np.ndarray":
-    """The column as float64 ``[N]`` (as pandas parses a CSV's numbers: the tensors round them to
-    float32 once); a cell that is not a number, or a missing or non-finite one, raises :class:`DataError`
-    naming the column and the first such row (data row 1 is the first below the header)."""
+    """The column as float64 ``[N]`` (as pandas parses a CSV's numbers: the tensors round them
+    to float32 once); a cell that is not a number, or a missing or non-finite one, raises
+    :class:`DataError` naming the column and the first such row (data row 1 is the first below
+    the header)."""
     import numpy as np
     import pandas as pd
 
@@ -203,9 +212,10 @@ def training_statistics(train: Tensor) -> tuple[Tensor, Tensor]:
 class TableDataModule(FileDataModule):
     """``data=table``: regression on a CSV or Parquet file (see the module doc).
 
-    ``path`` is the file (the base's ``root`` is the directory holding it); ``feature_names``,
-    ``feature_mean`` and ``feature_std`` (the training statistics applied, float64) are known
-    after ``setup``.
+    ``path`` is the file (the base's ``root`` is the folder holding it). The seeded split's
+    fractions are checked by :func:`~datasets.files.split_indices`, when a seeded split uses
+    them. ``feature_names``, ``feature_mean`` and ``feature_std`` (the training statistics
+    applied, float64) are known after ``setup``.
     """
 
     task = "regression"
@@ -225,26 +235,21 @@ class TableDataModule(FileDataModule):
         batch_size: int = 128,
         eval_batch_size: int = 1000,
         num_workers: int = 0,
-        cache_dir: str | None = None,
-        max_memory: str | None = None,
     ) -> None:
         path = Path(path).expanduser()
-        super().__init__(
-            root=path.parent,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            cache_dir=cache_dir,
-            max_memory=max_memory,
-        )
+        # the base's root is the file's folder; its cache_dir and max_memory keep their defaults,
+        # unused: the table is read whole each run, uncached (see the module doc)
+        super().__init__(path.parent, batch_size, eval_batch_size, num_workers)
         if isinstance(features, str):
             raise TypeError(
                 f"{self.name}: expected features as a list of column names, e.g. "
                 f"data.features=[{features}], got {features!r}"
             )
-        check_range(self.name, "val_fraction", val_fraction, 0.0, 1.0, high_open=True)
-        check_range(self.name, "test_fraction", test_fraction, 0.0, 1.0, high_open=True)
-        check_range(self.name, "batch_size", batch_size, 1)
+        if features is not None and len(features) == 0:
+            raise ValueError(
+                f"{self.name}: expected features null (every numeric column) or a "
+                "list of column names, got an empty list"
+            )
         self.path = path
         # Hydra reads data.target=2020 as a number; a table's column names are strings
         self.target = str(target)
@@ -267,7 +272,8 @@ class TableDataModule(FileDataModule):
         names = feature_columns(
             frame, self.path, self.name, self.target, self.features, self.split_column
         )
-        columns = [numeric_values(frame, c, "data.features", self.path, self.name) for c in names]
+        role = "data.features" if self.features is not None else "a feature: data.features is null"
+        columns = [numeric_values(frame, c, role, self.path, self.name) for c in names]
         inputs = torch.from_numpy(np.stack(columns, axis=1)).float()
         target = numeric_values(frame, self.target, "data.target", self.path, self.name)
         targets = torch.from_numpy(np.stack([target], axis=1)).float()

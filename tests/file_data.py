@@ -17,12 +17,20 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from datasets.regression import RegressionDataModule
+from datasets.table import export_regression
+
 REPO = Path(__file__).resolve().parent.parent
 TEST_DATA = REPO / ".cache" / "test-data"
 MARKER = ".exported"
 
 # data config name -> the function that writes that layout into the directory it is given
-EXPORTS: dict[str, Callable[[Path], None]] = {}
+EXPORTS: dict[str, Callable[[Path], None]] = {
+    # data=table: the built-in regression data at its TINY_DATA sizes, one CSV with a split column
+    "table": lambda directory: export_regression(
+        RegressionDataModule(n_train=256, n_val=64, n_test=64), directory, limit=None
+    ),
+}
 
 
 def root(name: str) -> Path:

@@ -15,6 +15,7 @@ from datasets._base import SPLITS, TensorBatches
 from datasets.files import split_indices
 from datasets.regression import RegressionDataModule
 from datasets.table import TableDataModule, export_regression
+from train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,6 +56,23 @@ def test_the_export_limit_keeps_the_first_rows_of_each_split(tmp_path: Path):
     table = loaded(path, standardize=False)
     assert [len(table.splits[s]) for s in SPLITS] == [12, 12, 10]
     assert torch.equal(table.splits["val"].inputs, builtin.splits["val"].inputs[:12])
+
+
+def test_one_seed_trains_to_the_same_metrics_on_the_export(make_cfg, tmp_path: Path):
+    # tiny budgets: data=table reads tests/file_data.py's export of data=regression's tiny data
+    runs = {
+        data: train(
+            make_cfg(f"data={data}", *options, "seed=3", f"paths.output_dir={tmp_path / data}")
+        )
+        for data, options in (("regression", []), ("table", ["data.standardize=false"]))
+    }
+    tested = {
+        data: {k: v for k, v in m.items() if k.startswith("test/")} for data, m in runs.items()
+    }
+    assert {"test/mae", "test/rmse", "test/r2", "test/loss"} <= tested["table"].keys()
+    assert tested["table"] == tested["regression"]
+    standardized = train(make_cfg("data=table", "seed=3", f"paths.output_dir={tmp_path / 's'}"))
+    assert standardized["test/mae"] != tested["table"]["test/mae"]  # the inputs did change
 
 
 class _Rows:
@@ -137,7 +155,7 @@ def test_standardisation_takes_the_training_statistics_only(tmp_path: Path):
     assert (table.splits["val"].inputs[:, 1] == 0).all()
     torch.testing.assert_close(table.feature_mean, torch.from_numpy(mean), rtol=1e-12, atol=0)
     # targets are left in their units
-    y = torch.from_numpy(frame[frame.split == "val"][["y"]].to_numpy(np.float32))
+    y = torch.tensor(frame[frame.split == "val"][["y"]].to_numpy(np.float32))
     assert torch.equal(table.splits["val"].targets, y)
     assert table.data_stats["target_mean"] == pytest.approx(
         float(frame[frame.split == "train"].y.astype(np.float32).astype(np.float64).mean())
