@@ -2,6 +2,7 @@
 train to the same metrics; Parquet loads as CSV does; standardisation takes the training split's
 statistics only; the seeded split and the feature choice; pandas is imported only to read."""
 
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -50,12 +51,19 @@ def test_the_export_loads_back_to_the_builtin_tensors(tmp_path: Path):
     assert table.feature_names == [f"x{i}" for i in range(1, 11)]
 
 
-def test_the_export_limit_keeps_the_first_rows_of_each_split(tmp_path: Path):
-    builtin = RegressionDataModule(n_train=30, n_val=20, n_test=10)
-    path = export_regression(builtin, tmp_path, limit=12)
-    table = loaded(path, standardize=False)
+def test_the_export_script_writes_the_first_rows_of_each_split(tmp_path: Path, capsys):
+    script = runpy.run_path(str(ROOT / "scripts" / "export_data.py"), run_name="export_data")
+    sizes = ["data.n_train=30", "data.n_val=20", "data.n_test=10", "data.n_features=9"]
+    out = tmp_path / "out"
+    assert script["main"](["data=regression", *sizes, "--out", str(out), "--limit", "12"]) == 0
+    assert "exported data=regression (regression)" in capsys.readouterr().out
+    table = loaded(out / "regression.csv", standardize=False)
+    builtin = RegressionDataModule(n_train=30, n_val=20, n_test=10, n_features=9)
+    builtin.setup()
     assert [len(table.splits[s]) for s in SPLITS] == [12, 12, 10]
-    assert torch.equal(table.splits["val"].inputs, builtin.splits["val"].inputs[:12])
+    for split in SPLITS:
+        assert torch.equal(table.splits[split].inputs, builtin.splits[split].inputs[:12])
+        assert torch.equal(table.splits[split].targets, builtin.splits[split].targets[:12])
 
 
 def test_one_seed_trains_to_the_same_metrics_on_the_export(make_cfg, tmp_path: Path):
