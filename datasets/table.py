@@ -36,6 +36,7 @@ from torch import Tensor
 from datasets._base import SPLITS, TensorBatches
 from datasets.errors import DataError
 from datasets.files import FileDataModule, split_indices
+from losses.checks import check_range
 
 if TYPE_CHECKING:
     import numpy as np
@@ -214,10 +215,9 @@ def training_statistics(train: Tensor) -> tuple[Tensor, Tensor]:
 class TableDataModule(FileDataModule):
     """``data=table``: regression on a CSV or Parquet file (see the module doc).
 
-    ``path`` is the file (the base's ``root`` is the folder holding it). The seeded split's
-    fractions are checked by :func:`~datasets.files.split_indices`, when a seeded split uses
-    them. ``feature_names``, ``feature_mean`` and ``feature_std`` (the training statistics
-    applied, float64) are known after ``setup``.
+    ``path`` is the file (the base's ``root`` is the folder holding it). ``feature_names``,
+    ``feature_mean`` and ``feature_std`` (the training statistics applied, float64) are known
+    after ``setup``.
     """
 
     task = "regression"
@@ -252,6 +252,9 @@ class TableDataModule(FileDataModule):
                 f"{self.name}: expected features null (every numeric column) or a "
                 "list of column names, got an empty list"
             )
+        for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            # the core's split leaves a split of fraction 0 empty; a run needs rows in each
+            check_range(self.name, key, value, 0.0, 1.0, low_open=True, high_open=True)
         self.path = path
         # Hydra reads data.target=2020 as a number; a table's column names are strings
         self.target = str(target)

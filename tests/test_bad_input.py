@@ -170,6 +170,12 @@ TABLE_ROWS = [
         "table: data.features names 'y', which is data.target",
     ),
     ("rows.parquet", "not parquet", [], "table: cannot read {path}: "),
+    (
+        "rows.csv",
+        lambda f: f,
+        ["data.split_column=null", "data.val_fraction=0"],
+        "table: expected val_fraction > 0.0 and val_fraction < 1.0, got 0",
+    ),
 ]
 
 
@@ -351,3 +357,121 @@ def test_preflight_runs_the_value_checks_on_any_device(make_cfg):
     assert loss.checked_off_cpu == [True, True]
     assert not values_checkable(torch.zeros(1, device="meta"))  # and off again afterwards
     assert module.training
+
+
+def write_pngs(folder: Path, count: int, size: tuple[int, int] = (16, 16)) -> list[Path]:
+    """``count`` random grayscale PNGs of ``size`` (width, height) in ``folder``."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(count)
+    paths = [folder / f"{i:03d}.png" for i in range(count)]
+    for path in paths:
+        Image.fromarray(rng.integers(0, 256, size[::-1], dtype=np.uint8)).save(path)
+    return paths
+
+
+def classes_root(root: Path, counts: dict[str, int]) -> Path:
+    for name, count in counts.items():
+        write_pngs(root / name, count)
+    return root
+
+
+def truncated(root: Path) -> Path:
+    path = classes_root(root, {"a": 20, "b": 20}) / "b" / "007.png"
+    path.write_bytes(path.read_bytes()[:60])
+    return path
+
+
+def mixed_sizes(root: Path) -> Path:
+    classes_root(root, {"a": 20})
+    return write_pngs(root / "b", 20, (12, 12))[0]
+
+
+# data config, what to write under the root (returns a path the message names), overrides,
+# the message (a substring of the one line; {root} and {path} filled in)
+FILE_ROWS = [
+    ("image_folder", None, [], "image_folder: {root} does not exist"),
+    ("image_folder", lambda r: r.mkdir(), [], "image_folder: {root} holds no class folders"),
+    (
+        "image_folder",
+        lambda r: classes_root(r, {"a": 20, "b": 0}),
+        [],
+        "image_folder: {root}/b holds no images (expected .png, .jpg, .jpeg,",
+    ),
+    ("image_folder", truncated, [], "image_folder: cannot read {path}: "),
+    (
+        "image_folder",
+        mixed_sizes,
+        [],
+        "image_folder: {root}/a/000.png is 16x16 but {path} is 12x12; set data.image_size",
+    ),
+    (
+        "image_folder",
+        lambda r: classes_root(r, {"a": 20, "b": 2}),
+        [],
+        "image_folder: class {root}/b has 2 images, too few to split into train, val and test",
+    ),
+    (
+        "image_folder",
+        lambda r: classes_root(r, {"a": 20, "b": 20}),
+        ["data.batch_size=64"],
+        "image_folder: the training split of {root} holds 32 images, fewer than one batch "
+        "(data.batch_size=64)",
+    ),
+    (
+        "image_folder",
+        lambda r: classes_root(r, {"a": 20, "b": 20}),
+        ["data.classes=[a,c]"],
+        "image_folder: data.classes names 'c', but {root}/c does not exist",
+    ),
+    (
+        "image_folder",
+        lambda r: classes_root(r, {"a": 20, "b": 20}),
+        ["data.channels=2"],
+        "image_folder: expected data.channels 1 (grayscale) or 3 (RGB), got 2",
+    ),
+    (
+        "image_folder",
+        lambda r: classes_root(r / "train", {"a": 20, "b": 20}),
+        [],
+        "image_folder: {root}/test does not exist (a root with train/ needs test/)",
+    ),
+    (
+        "retrieval_folder",
+        lambda r: classes_root(r, {"a": 4, "b": 4, "c": 4}),
+        [],
+        "retrieval_folder: 3 classes cannot give 2 held-out classes (data.test_classes=0.5)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "write", "overrides", "message"),
+    FILE_ROWS,
+    ids=[f"{row[0]}: {row[3].split(': ', 1)[1][:40]}" for row in FILE_ROWS],
+)
+def test_bad_files_are_one_line_before_training(
+    make_cfg, tmp_path: Path, data, write, overrides, message
+):
+    root = tmp_path / "data"
+    path = write(root) if write else None
+    cfg = make_cfg(
+        f"data={data}", f"data.root={root}", f"data.cache_dir={tmp_path}/cache", *overrides
+    )
+    with pytest.raises(Exception) as error:
+        train(cfg)
+    line = one_line(error.value)
+    assert line is not None and "\n" not in line
+    assert message.format(root=root, path=path) in line
+    assert not list(tmp_path.glob("events.out.tfevents.*")), "training started"
+
+
+@pytest.mark.slow
+def test_cli_names_a_missing_data_root(tmp_path: Path):
+    result = run_train(
+        "data=image_folder", f"data.root={tmp_path / 'none'}", f"hydra.run.dir={tmp_path}"
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"train.py: image_folder: {tmp_path / 'none'} does not exist"
