@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from datasets.image_folder import export_class_folders
+from datasets.table import export_regression
 
 Exporter = Callable[[Any, Path, int | None], None]
 
 EXPORTERS: dict[str, Exporter] = {
     "classification": export_class_folders,  # -> data=image_folder
+    "regression": export_regression,  # -> data=table
     "retrieval": export_class_folders,  # -> data=retrieval_folder
 }
 

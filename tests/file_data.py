@@ -17,6 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from datasets.export import export
+from datasets.regression import RegressionDataModule
+
 REPO = Path(__file__).resolve().parent.parent
 TEST_DATA = REPO / ".cache" / "test-data"
 DATASETS = REPO / "datasets"
@@ -69,6 +72,10 @@ def export_retrieval_folder(out_dir: Path) -> None:
 EXPORTS: dict[str, Callable[[Path], None]] = {
     "image_folder": export_image_folder,
     "retrieval_folder": export_retrieval_folder,
+    # data=table: data=regression at its TINY_DATA sizes, as one CSV with a split column
+    "table": lambda out_dir: export(
+        RegressionDataModule(n_train=256, n_val=64, n_test=64), out_dir
+    ),
 }
 
 

@@ -3,6 +3,7 @@
 
 from pathlib import Path
 
+import file_data
 import pytest
 import torch
 from task_examples import tiny_budget
@@ -123,6 +124,109 @@ def test_bad_config_is_one_line_before_training(
     line = one_line(error.value)
     assert line is not None and "\n" not in line
     assert message in line
+    assert not list(tmp_path.glob("events.out.tfevents.*")), "training started"
+
+
+def _table_rows():
+    """The tiny regression table ``data=table``'s tests read (tests/file_data.py's export)."""
+    import pandas as pd
+
+    return pd.read_csv(file_data.root("table") / "regression.csv")
+
+
+def _blank(frame, column: str, row: int, value=""):
+    """``frame`` with data row ``row`` (1-based) of ``column`` set to ``value``, as text."""
+    frame = frame.astype({column: object})
+    frame.loc[row - 1, column] = value
+    return frame
+
+
+# file name, how the tiny table is changed (None: no file), overrides, the message ({path}: file)
+TABLE_ROWS = [
+    ("absent.csv", None, [], "table: {path} does not exist"),
+    (
+        "rows.txt",
+        lambda f: f,
+        [],
+        "table: {path} has the suffix '.txt'; expected a table file ending in .csv or .parquet",
+    ),
+    (
+        "rows.csv",
+        lambda f: f,
+        ["data.target=price"],
+        "table: {path} has no column 'price' (data.target); its columns: x1, x2, x3, x4, x5, x6, x7, x8, y, split",
+    ),
+    (
+        "rows.csv",
+        lambda f: _blank(f, "x3", 5),
+        [],
+        "table: {path}: column 'x3' (a feature: data.features is null) has 1 missing or non-finite values (an empty cell, NaN or inf), the first in data row 5 (nan)",
+    ),
+    (
+        "rows.csv",
+        lambda f: _blank(_blank(f, "y", 9, "nan"), "y", 300),
+        [],
+        "table: {path}: column 'y' (data.target) has 2 missing or non-finite values (an empty cell, NaN or inf), the first in data row 9 (nan)",
+    ),
+    (
+        "rows.csv",
+        lambda f: f.assign(city=["paris", "oslo"] * (len(f) // 2)),
+        ["data.features=[x1,city]"],
+        "table: {path}: column 'city' (data.features) is not numeric: data row 1 holds 'paris'",
+    ),
+    (
+        "rows.csv",
+        lambda f: _blank(f, "x8", 17, "1,5"),
+        [],
+        "table: {path}: column 'x8' (a feature: data.features is null) is not numeric: data row 17 holds '1,5'",
+    ),
+    (
+        "rows.csv",
+        lambda f: f,
+        ["data.batch_size=300"],
+        "table: {path}: the training split has 256 rows, fewer than one batch (data.batch_size=300)",
+    ),
+    (
+        "rows.csv",
+        lambda f: _blank(f, "split", 3, "training"),
+        [],
+        "table: {path}: column 'split' (data.split_column) holds 'training' in data row 3; expected train, val, test",
+    ),
+    (
+        "rows.csv",
+        lambda f: f,
+        ["data.features=[x1,y]"],
+        "table: data.features names 'y', which is data.target",
+    ),
+    ("rows.parquet", "not parquet", [], "table: cannot read {path}: "),
+    (
+        "rows.csv",
+        lambda f: f,
+        ["data.split_column=null", "data.val_fraction=0"],
+        "table: expected val_fraction > 0.0 and val_fraction < 1.0, got 0",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("file", "change", "overrides", "message"),
+    TABLE_ROWS,
+    ids=[message.split(": ")[-1][:40] for *_, message in TABLE_ROWS],
+)
+def test_bad_table_is_one_line_before_training(
+    make_cfg, tmp_path: Path, file: str, change, overrides: list[str], message: str
+):
+    path = tmp_path / "data" / file
+    path.parent.mkdir()
+    if isinstance(change, str):
+        path.write_text(change)
+    elif change is not None:
+        change(_table_rows()).to_csv(path, index=False)
+    with pytest.raises(Exception) as error:
+        train(make_cfg("data=table", f"data.path={path}", *overrides))
+    line = one_line(error.value)
+    assert line is not None and "\n" not in line
+    assert line.startswith(message.format(path=path)), line
     assert not list(tmp_path.glob("events.out.tfevents.*")), "training started"
 
 

@@ -1,5 +1,6 @@
 """The regression task's test examples: rows of predictions and targets at any scale."""
 
+import file_data
 from hypothesis import strategies as st
 from strategies import logits
 from torch import Tensor
@@ -8,6 +9,13 @@ from trainer.tasks import Task
 
 TINY_DATA = {
     "regression": ["data.n_train=256", "data.n_val=64", "data.n_test=64", "data.batch_size=32"],
+    # the tiny regression data above, exported by tests/file_data.py with its split column
+    "table": [
+        f"data.path={file_data.root('table') / 'regression.csv'}",
+        "data.target=y",
+        "data.split_column=split",
+        "data.batch_size=32",
+    ],
 }
 TINY_MODEL = {"mlp": ["model.hidden=[32]"]}
 LOSS_PAIR = (["loss=mse"], ["loss=huber"])
