@@ -28,6 +28,14 @@ FAST_TRAINER = [
 ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def exported_file_data() -> None:
+    """The file layouts of ``tests/file_data.py``, exported once (kept between sessions)."""
+    import file_data
+
+    file_data.ensure()
+
+
 @pytest.fixture
 def fake_mnist_dir(tmp_path_factory) -> Path:
     from idx_fixture import write_fake_idx

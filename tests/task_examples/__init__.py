@@ -49,6 +49,11 @@ DATA_TASKS = {
     path.stem: get_class(OmegaConf.load(path)._target_).task
     for path in sorted((CONF / "data").glob("*.yaml"))
 }
+# data config -> whether its datamodule reads the user's files (``datasets.files.FileDataModule``)
+FROM_FILES = {
+    path.stem: getattr(get_class(OmegaConf.load(path)._target_), "from_files", False)
+    for path in sorted((CONF / "data").glob("*.yaml"))
+}
 
 
 def data_configs(task: str) -> list[str]:
@@ -56,8 +61,16 @@ def data_configs(task: str) -> list[str]:
     return [data for data, declared in DATA_TASKS.items() if declared == task]
 
 
-# task -> its first data config by name (one run of every task)
-TASK_DATA = {task: data_configs(task)[0] for task in sorted(set(DATA_TASKS.values()))}
+def builtin_data(task: str) -> str:
+    """The first data config of ``task`` by name whose datamodule reads no user files (not
+    ``from_files``): built-in data, which needs no exported layout; the first of all when the
+    task has only file data."""
+    configs = data_configs(task)
+    return next((data for data in configs if not FROM_FILES[data]), configs[0])
+
+
+# task -> its first built-in data config by name (one run of every task)
+TASK_DATA = {task: builtin_data(task) for task in sorted(set(DATA_TASKS.values()))}
 
 
 def example_modules() -> list[str]:
