@@ -17,12 +17,18 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import dense_file_data
+
 REPO = Path(__file__).resolve().parent.parent
 TEST_DATA = REPO / ".cache" / "test-data"
 MARKER = ".exported"
 
 # data config name -> the function that writes that layout into the directory it is given
-EXPORTS: dict[str, Callable[[Path], None]] = {}
+EXPORTS: dict[str, Callable[[Path], None]] = {
+    "box_csv": dense_file_data.write_box_csv,
+    "clean_folder": dense_file_data.write_clean_folder,
+    "mask_folder": dense_file_data.write_mask_folder,
+}
 
 
 def root(name: str) -> Path:
