@@ -106,7 +106,7 @@ class CleanFolderDataModule(DenseFileDataModule):
         size = self.decoded_size(files, self.in_channels, self.resize) * FLOAT_BYTES / 2**20
         if size > self.max_memory:
             raise DataError(
-                f"{self.name}: the {len(files)} images under {self.root} take {size:.0f} MB as "
+                f"{self.name}: the {len(files)} images under {self.root} take {size:.3g} MB as "
                 f"float32 inputs and targets, over data.max_memory={self.max_memory:g} MB; "
                 "set data.image_size lower or data.max_memory higher"
             )
