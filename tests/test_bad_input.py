@@ -1,10 +1,13 @@
 """Bad input is answered before training with one clear line (``train.py: ...``, exit code 1);
 ``HYDRA_FULL_ERROR=1`` brings the traceback back. Each row: overrides -> the line's text."""
 
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from task_examples import tiny_budget
 from train_cli import run_train
 
@@ -253,3 +256,92 @@ def test_preflight_runs_the_value_checks_on_any_device(make_cfg):
     assert loss.checked_off_cpu == [True, True]
     assert not values_checkable(torch.zeros(1, device="meta"))  # and off again afterwards
     assert module.training
+
+
+def _csv_row(data: Path, split: str, line: int, row: str) -> None:
+    """Line ``line`` (the header is 1) of ``data/<split>/boxes.csv`` replaced by ``row``."""
+    path = data / split / "boxes.csv"
+    lines = path.read_text().splitlines()
+    lines[line - 1] = row
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _mask(path: Path, values: list[int], size: int = 32) -> None:
+    """A mask of ``size`` px at ``path`` holding ``values`` (one row each, the rest 0)."""
+    pixels = np.zeros((size, size), dtype=np.uint8)
+    pixels[: len(values)] = np.asarray(values, dtype=np.uint8)[:, None]
+    Image.fromarray(pixels).save(path)
+
+
+# data config, how a copy of its tiny export (at ``data``) is broken, the line ({data}: the copy)
+FILE_ROWS = [
+    (
+        "mask_folder",
+        lambda data: (data / "train/images/03.png").unlink(),
+        "mask_folder: the mask {data}/train/masks/03.png has no image in {data}/train/images",
+    ),
+    (
+        "mask_folder",
+        lambda data: (data / "val/masks/00.png").unlink(),
+        "mask_folder: the image {data}/val/images/00.png has no mask in {data}/val/masks",
+    ),
+    (
+        "mask_folder",
+        lambda data: _mask(data / "train/masks/05.png", [0], size=16),
+        "mask_folder: the mask {data}/train/masks/05.png is 16x16 but its image "
+        "{data}/train/images/05.png is 32x32",
+    ),
+    (
+        "mask_folder",
+        lambda data: _mask(data / "test/masks/02.png", [0, 7, 255]),
+        "mask_folder: the mask {data}/test/masks/02.png holds the values 0, 7, 255; expected a "
+        "binary mask (0/255 or 0/1), or set data.mask_threshold",
+    ),
+    (
+        "mask_folder",
+        lambda data: shutil.rmtree(data / "test/images"),
+        "mask_folder: {data}/test/images does not exist; expected images/ and masks/",
+    ),
+    (
+        "box_csv",
+        lambda data: _csv_row(data, "val", 3, "01.png,4,4,40,8"),
+        "box_csv: {data}/val/boxes.csv line 3: the box (x1 4, y1 4, x2 40, y2 8) lies outside "
+        "its 32x32 image {data}/val/01.png",
+    ),
+    (
+        "box_csv",
+        lambda data: _csv_row(data, "train", 2, "missing.png,1,1,5,5"),
+        "box_csv: {data}/train/boxes.csv line 2: the image {data}/train/missing.png does not exist",
+    ),
+    (
+        "box_csv",
+        lambda data: _csv_row(data, "test", 5, "03.png,9,1,9,5"),
+        "box_csv: {data}/test/boxes.csv line 5: the box (x1 9, y1 1, x2 9, y2 5) is empty or "
+        "inverted; expected x2 > x1 and y2 > y1",
+    ),
+    (
+        "clean_folder",
+        lambda data: shutil.rmtree(data / "train/clean"),
+        "clean_folder: {data}/train/degraded has no clean/ beside it; fixed pairs need both",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "damage", "message"),
+    FILE_ROWS,
+    ids=[f"{data}-{i}" for i, (data, _, _) in enumerate(FILE_ROWS)],
+)
+def test_bad_files_are_one_line_naming_the_file(make_cfg, tmp_path: Path, data, damage, message):
+    import file_data
+
+    copy = tmp_path / "data"
+    shutil.copytree(file_data.root(data), copy)
+    damage(copy)
+    cfg = make_cfg(f"data={data}", f"data.root={copy}", f"data.cache_dir={tmp_path / 'cache'}")
+    with pytest.raises(Exception) as error:
+        train(cfg)
+    line = one_line(error.value)
+    assert line is not None and "\n" not in line
+    assert line.startswith(message.format(data=copy))
+    assert not list(tmp_path.glob("events.out.tfevents.*")), "training started"
