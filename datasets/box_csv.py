@@ -1,7 +1,8 @@
 """``data=box_csv``: single-object localisation from the user's images and a CSV of their boxes,
 and its exporter.
 
-Layout: ``ROOT/boxes.csv`` (or ``ROOT/train|val|test/boxes.csv``, else a seeded split, see
+Layout: ``ROOT/boxes.csv`` (or ``ROOT/train/boxes.csv``, ``ROOT/test/boxes.csv`` and maybe
+``ROOT/val/boxes.csv``, else validation drawn from train; without them a seeded split, see
 :mod:`datasets.dense_files`) with the header ``file,x1,y1,x2,y2`` and one row per image: the
 image's path relative to the CSV's folder and its one box in pixel coordinates of the original
 image, with the pixel-edge convention of ``data=boxes`` (a box over columns 3..7 and rows 0..4 is
@@ -172,7 +173,7 @@ class BoxCsvDataModule(DenseFileDataModule):
         )
 
 
-def export(datamodule, out_dir: Path, limit: int | None = None) -> None:
+def export_boxes(datamodule, out_dir: Path, limit: int | None = None) -> None:
     """A box datamodule's splits as ``out_dir/train|val|test/<i>.png`` (8-bit, gray or RGB) and
     ``.../boxes.csv`` (``file,x1,y1,x2,y2``, the image-unit boxes times the image's side, in
     pixels to 6 decimals), the layout ``data=box_csv`` reads."""

@@ -1,7 +1,7 @@
 """``data=clean_folder``: image restoration on the user's images, and its exporter.
 
-Layout, in ``ROOT/`` or in each of ``ROOT/train|val|test/`` (else a seeded split, see
-:mod:`datasets.dense_files`):
+Layout, in ``ROOT/`` (split by a seeded split) or in each of ``ROOT/train/`` and ``ROOT/test/``
+(and ``ROOT/val/``, else drawn from train), see :mod:`datasets.dense_files`:
 
 - clean images directly in the folder (or in its ``clean/``): each split is degraded once, when
   it is built, by the same seeded degradation as ``data=restoration`` (its ``noise`` and
@@ -147,13 +147,12 @@ class CleanFolderDataModule(DenseFileDataModule):
         return tuple(splits)
 
 
-def export(datamodule, out_dir: Path, limit: int | None = None, degraded: bool = True) -> None:
-    """A restoration datamodule's splits as ``out_dir/train|val|test/clean/<i>.png`` and, with
-    ``degraded``, its inputs as ``.../degraded/<i>.png`` (fixed pairs; without them,
-    ``data=clean_folder`` degrades the clean images itself). 8-bit PNGs, gray or RGB."""
+def export_restoration(datamodule, out_dir: Path, limit: int | None = None) -> None:
+    """A restoration datamodule's splits as fixed pairs, ``out_dir/train|val|test/clean/<i>.png``
+    and its inputs as ``.../degraded/<i>.png`` (8-bit PNGs, gray or RGB). Without ``degraded/``
+    (delete it), ``data=clean_folder`` degrades the clean images itself."""
     for split in SPLITS:
         inputs, clean = served(datamodule, split, limit)
         names = file_names(len(clean))
         write_pngs(clean, Path(out_dir) / split / "clean", names, "clean images")
-        if degraded:
-            write_pngs(inputs, Path(out_dir) / split / "degraded", names, "degraded images")
+        write_pngs(inputs, Path(out_dir) / split / "degraded", names, "degraded images")

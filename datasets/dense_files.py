@@ -3,10 +3,12 @@
 or one pool a seeded split divides, files paired by stem across two folders, and the 8-bit PNGs
 their exporters write.
 
-Layout. A root holding ``train/``, ``val/`` and ``test/`` gives the three splits as they are (each
-folder laid out as the root itself would be); a root without them is one pool, divided by a
-seeded, unstratified split (``val_fraction``, ``test_fraction``, ``split_seed``). A root with only
-some of the three folders is an error, never a silent reshuffle.
+Layout, as ``data=image_folder`` reads its splits. A root holding ``train/`` and ``test/`` gives
+those splits as they are (each folder laid out as the root itself would be), and ``val/`` too when
+it holds one, else validation is drawn from train (``val_fraction``, ``split_seed``); ``train/``
+without ``test/``, or ``val/``/``test/`` without ``train/``, is an error, never a silent
+reshuffle. A root without them is one pool, divided by a seeded split, not stratified
+(``val_fraction``, ``test_fraction``, ``split_seed``).
 
 Size. Images are square ``S`` x ``S`` on the way to the model, as in the built-in data: resized
 to ``data.image_size`` when it is set, else the files' own side, which must then be square and
@@ -19,7 +21,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import torch
-from PIL import Image
 from torch import Tensor
 
 from datasets._base import SPLITS
@@ -29,10 +30,12 @@ from datasets.files import (
     DEFAULT_MAX_MEMORY,
     MODES,
     FileDataModule,
+    as_uint8,
     image_size_of,
     list_images,
     read_images,
     split_indices,
+    write_image,
 )
 from losses.checks import check_range
 
@@ -45,20 +48,21 @@ def scale_to_unit(images: Tensor) -> Tensor:
     return images.float().div_(255)
 
 
-def split_folders(root: Path, name: str) -> list[Path] | None:
-    """``root/train``, ``root/val`` and ``root/test`` when ``root`` holds any of them (then all
-    three, else a DataError naming those missing); None when it holds none (one pool)."""
-    present = [split for split in SPLITS if (root / split).is_dir()]
-    if not present:
+def split_folders(root: Path, name: str) -> dict[str, Path] | None:
+    """The split folders of ``root``, as ``data=image_folder`` reads them: with ``root/train``,
+    ``train`` and ``test`` (which must exist) and ``val`` when it exists (else drawn from train);
+    None without ``root/train`` (one pool, where a ``val/`` or ``test/`` alone is an error)."""
+    if not (root / "train").is_dir():
+        stray = [f"{split}/" for split in ("val", "test") if (root / split).is_dir()]
+        if stray:
+            raise DataError(
+                f"{name}: {root} has {' and '.join(stray)} but no train/; give train/ and test/ "
+                "(val/ optional), or none of them for a seeded split"
+            )
         return None
-    missing = [split for split in SPLITS if split not in present]
-    if missing:
-        raise DataError(
-            f"{name}: {root} has {', '.join(f'{s}/' for s in present)} but no "
-            f"{', '.join(f'{s}/' for s in missing)}; give all three split folders, or none for "
-            "a seeded split"
-        )
-    return [root / split for split in SPLITS]
+    if not (root / "test").is_dir():
+        raise DataError(f"{name}: {root / 'test'} does not exist (a root with train/ needs test/)")
+    return {split: root / split for split in SPLITS if (root / split).is_dir()}
 
 
 def by_stem(paths: Sequence[Path], name: str) -> dict[str, Path]:
@@ -149,16 +153,23 @@ class DenseFileDataModule(FileDataModule):
         self, read_folder: Callable[[Path], list[Item]]
     ) -> tuple[list[Item], tuple[Tensor, Tensor, Tensor]]:
         """Every item of the root (``read_folder`` of each split folder, in split order, or of
-        the root itself) and the train, val and test indices into them."""
+        the root itself) and the train, val and test indices into them: the split folders as
+        they are, a missing ``val/`` drawn from train, a root without them split whole."""
         root = self.check_root()
         folders = split_folders(root, self.name)
+        options = self.split_options
         if folders is None:
             items = read_folder(root)
-            return items, split_indices(len(items), **self.split_options, name=self.name)
-        parts = [read_folder(folder) for folder in folders]
-        bounds = itertools.accumulate((len(part) for part in parts), initial=0)
-        index = tuple(torch.arange(start, stop) for start, stop in itertools.pairwise(bounds))
-        return [item for part in parts for item in part], index
+            return items, split_indices(len(items), **options, name=self.name)
+        parts = {split: read_folder(folder) for split, folder in folders.items()}
+        starts = list(itertools.accumulate((len(part) for part in parts.values()), initial=0))
+        ranges = {split: torch.arange(starts[i], starts[i + 1]) for i, split in enumerate(parts)}
+        items = [item for part in parts.values() for item in part]
+        if "val" in parts:
+            return items, (ranges["train"], ranges["val"], ranges["test"])
+        options = {**options, "test_fraction": 0.0}
+        train, val, _ = split_indices(len(parts["train"]), **options, name=self.name)
+        return items, (train, val, ranges["test"])
 
     def side(self, files: Sequence[Path]) -> int:
         """The side the images are served at: ``image_size``, else the first file's, which must
@@ -215,18 +226,12 @@ def file_names(count: int) -> list[str]:
 
 
 def write_pngs(images: Tensor, folder: Path, names: Sequence[str], what: str) -> None:
-    """Images ``[N, C, H, W]`` (C 1 or 3) in [0, 1] as 8-bit PNGs ``folder/<name>``: each pixel
-    rounds to the nearest of the 256 levels, so the files read back within 0.5/255."""
+    """Images ``[N, C, H, W]`` (C 1 or 3; floats in [0, 1] or uint8) as 8-bit PNGs
+    ``folder/<name>``: each pixel rounds to the nearest of the 256 levels, so the files read back
+    within 0.5/255."""
     folder.mkdir(parents=True, exist_ok=True)
-    if not len(images):
-        return
-    low, high = float(images.min()), float(images.max())
-    if low < 0 or high > 1:
-        raise ValueError(
-            f"export: expected {what} in [0, 1] to write as 8-bit PNG, got [{low:.3g}, {high:.3g}]"
-        )
     if images.shape[1] not in MODES:
         raise ValueError(f"export: expected {what} of 1 or 3 channels, got {images.shape[1]}")
-    pixels = images.double().mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    for array, file_name in zip(pixels, names, strict=True):
-        Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(folder / file_name)
+    if len(images):
+        for image, file_name in zip(as_uint8(images, f"export ({what})"), names, strict=True):
+            write_image(folder / file_name, image)

@@ -43,7 +43,6 @@ RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling
 # what PIL raises on a file it cannot decode: OSError (truncated, unknown format), SyntaxError
 # (a broken PNG chunk), ValueError (bad header fields), DecompressionBombError (absurd sizes)
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
-SPLIT_WORDS = "train, val and test"
 STATS_CHUNK = 4096  # images summed at once by pixel_stats
 # where decoded tensors are cached, relative to where train.py runs (hydra.job.chdir is false)
 DEFAULT_CACHE_DIR = ".cache/files"
@@ -98,6 +97,18 @@ def _decode(path: Path, name: str, mode: str) -> Image.Image:
         raise DataError(f"{name}: cannot read {path}: {reason}") from None
 
 
+def channels_of(path: Path, name: str) -> int:
+    """1 when the image at ``path`` is stored grayscale (PIL modes 1, L, LA, I, I;16, F), else 3
+    (RGB, RGBA, CMYK, palette, ...), from its header alone."""
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+    except DECODE_ERRORS as error:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise DataError(f"{name}: cannot read {path}: {reason}") from None
+    return 1 if mode in ("1", "L", "LA", "F") or mode.startswith("I") else 3
+
+
 def image_size_of(path: Path, name: str) -> tuple[int, int]:
     """``(width, height)`` of the image at ``path`` from its header alone (no pixel decoding)."""
     try:
@@ -146,6 +157,22 @@ def read_images(
     if out is None:
         return torch.empty((0, channels, 0, 0), dtype=torch.uint8)
     return out
+
+
+def as_uint8(images: Tensor, name: str) -> Tensor:
+    """Images as uint8 for an 8-bit file: uint8 as they are, floats in [0, 1] scaled by 255 and
+    rounded (the one loss of an export: at most half a grey level, 1/510)."""
+    if images.dtype == torch.uint8:
+        return images
+    if not images.is_floating_point() or images.min() < 0 or images.max() > 1:
+        raise ValueError(f"{name}: expected uint8 images or floats in [0, 1] to export")
+    return images.mul(255).round_().to(torch.uint8)
+
+
+def write_image(path: Path, image: Tensor) -> None:
+    """One uint8 ``[C, H, W]`` image (C 1 or 3) as a lossless 8-bit PNG at ``path``."""
+    pixels = image[0] if image.shape[0] == 1 else image.permute(1, 2, 0)
+    Image.fromarray(pixels.contiguous().numpy()).save(path, format="PNG")
 
 
 def _cache_key(files: Sequence[Path], options: Mapping[str, Any]) -> str:
@@ -220,7 +247,8 @@ def split_indices(
     when given, name the class instead of its index).
 
     Each split takes ``round(fraction * size)`` samples, at least one, of the whole set or (with
-    labels) of each class; each index tensor comes sorted ascending (the files' order).
+    labels) of each class; a fraction of 0 leaves its split empty (a layout that brings its own
+    test split draws only val). Each index tensor comes sorted ascending (the files' order).
 
     >>> train, val, test = split_indices(10, 0.2, 0.2, seed=0, name="demo")
     >>> len(train), len(val), len(test)
@@ -228,11 +256,10 @@ def split_indices(
     >>> sorted(torch.cat([train, val, test]).tolist()) == list(range(10))
     True
     """
-    check_range(name, "val_fraction", val_fraction, 0.0, 1.0, low_open=True, high_open=True)
-    check_range(name, "test_fraction", test_fraction, 0.0, 1.0, low_open=True, high_open=True)
-    check_range(
-        name, "val_fraction + test_fraction", val_fraction + test_fraction, high=1.0, high_open=True
-    )
+    check_range(name, "val_fraction", val_fraction, 0.0, 1.0, high_open=True)
+    check_range(name, "test_fraction", test_fraction, 0.0, 1.0, high_open=True)
+    total = val_fraction + test_fraction
+    check_range(name, "val_fraction + test_fraction", total, high=1.0, high_open=True)
     generator = torch.Generator().manual_seed(seed)
     if labels is None:
         groups, group_names = [torch.arange(n)], ["the data"]
@@ -241,22 +268,20 @@ def split_indices(
         classes = labels.unique().tolist()
         groups = [(labels == c).nonzero().squeeze(1) for c in classes]
         group_names = [f"class {class_names[c] if class_names else c}" for c in classes]
-    parts: list[list[Tensor]] = [[], [], []]
+    drawn = [f for f in ("val", "test") if (val_fraction, test_fraction)[f == "test"] > 0]
+    splits = " and ".join([", ".join(["train", *drawn[:-1]]), *drawn[-1:]])
+    parts: list[list[int]] = [[], [], []]
     for members, group in zip(groups, group_names, strict=True):
         size = len(members)
-        n_val = max(1, round(val_fraction * size))
-        n_test = max(1, round(test_fraction * size))
+        n_val = max(1, round(val_fraction * size)) if val_fraction > 0 else 0
+        n_test = max(1, round(test_fraction * size)) if test_fraction > 0 else 0
         if size - n_val - n_test < 1:
-            raise DataError(
-                f"{name}: {group} has {size} images, too few to split into {SPLIT_WORDS}"
-            )
+            raise DataError(f"{name}: {group} has {size} images, too few to split into {splits}")
         shuffled = members[torch.randperm(size, generator=generator)].tolist()
-        parts[0].append(shuffled[n_val + n_test :])
-        parts[1].append(shuffled[:n_val])
-        parts[2].append(shuffled[n_val : n_val + n_test])
-    return tuple(
-        torch.tensor(sorted(i for chunk in part for i in chunk), dtype=torch.long) for part in parts
-    )
+        parts[0] += shuffled[n_val + n_test :]
+        parts[1] += shuffled[:n_val]
+        parts[2] += shuffled[n_val : n_val + n_test]
+    return tuple(torch.tensor(sorted(part), dtype=torch.long) for part in parts)
 
 
 def pixel_stats(

@@ -1,8 +1,9 @@
 """``data=mask_folder``: binary segmentation from the user's images and masks, and its exporter.
 
 Layout: ``ROOT/images/`` and ``ROOT/masks/`` whose files pair by stem (a mask may have another
-suffix: ``a.jpg`` with ``a.png``), or the same under ``ROOT/train|val|test/`` (else a seeded
-split, see :mod:`datasets.dense_files`). A mask covers its image pixel for pixel (same size).
+suffix: ``a.jpg`` with ``a.png``), split by a seeded split; or the same in ``ROOT/train/`` and
+``ROOT/test/`` (and ``ROOT/val/``, else drawn from train), see :mod:`datasets.dense_files`. A
+mask covers its image pixel for pixel (same size).
 
 Masks are read as 8-bit grayscale and must be binary, stored as 0/255 or 0/1 (each file one or
 the other); anything else is an error naming the file and the values it holds, unless
@@ -150,7 +151,7 @@ class MaskFolderDataModule(DenseFileDataModule):
         return {"class_counts": self.train_class_counts(self.num_classes)}  # pixels [bg, fg]
 
 
-def export(datamodule, out_dir: Path, limit: int | None = None) -> None:
+def export_segmentation(datamodule, out_dir: Path, limit: int | None = None) -> None:
     """A segmentation datamodule's splits as ``out_dir/train|val|test/images|masks/<i>.png``
     (images 8-bit, gray or RGB; masks 0/255), the layout ``data=mask_folder`` reads."""
     for split in SPLITS:

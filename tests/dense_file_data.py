@@ -3,15 +3,15 @@
 ``EXPORTS`` names): the equality tests compare what the file datamodules load with the built-in
 tensors these were written from.
 
-Each copy is written by the datamodule module's own exporter (the one ``scripts/export_data.py``
-runs), so the tests exercise the export too: 32 training, 16 validation and 16 test images of
-32 px, as 8-bit PNGs.
+Each copy is written by ``datasets.export.export`` (the task's writer, as
+``scripts/export_data.py`` runs it), so the tests exercise the export too: 32 training, 16
+validation and 16 test images of 32 px, as 8-bit PNGs.
 """
 
 from pathlib import Path
 
-from datasets import box_csv, clean_folder, mask_folder
 from datasets.boxes import BoxesDataModule
+from datasets.export import export
 from datasets.restoration import RestorationDataModule
 from datasets.segmentation import SegImbalancedDataModule
 
@@ -31,15 +31,15 @@ def builtin(name: str):
 
 def write_mask_folder(out: Path) -> None:
     """``out/train|val|test/images|masks/<i>.png``."""
-    mask_folder.export(builtin("mask_folder"), out)
+    export(builtin("mask_folder"), out)
 
 
 def write_clean_folder(out: Path) -> None:
     """``out/train|val|test/clean|degraded/<i>.png``: fixed pairs (without ``degraded/``, the
     clean images alone, which the datamodule degrades itself)."""
-    clean_folder.export(builtin("clean_folder"), out)
+    export(builtin("clean_folder"), out)
 
 
 def write_box_csv(out: Path) -> None:
     """``out/train|val|test/<i>.png`` and ``.../boxes.csv``."""
-    box_csv.export(builtin("box_csv"), out)
+    export(builtin("box_csv"), out)

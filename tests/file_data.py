@@ -4,29 +4,55 @@ tests of ``data=image_folder`` and its kin need no real data and no network.
 ``EXPORTS`` maps a data config's name to the function that writes its layout into a directory;
 :func:`ensure` (called once per test session by ``tests/conftest.py``) writes each into
 :func:`root` ``(name)`` under the git-ignored ``<repo>/.cache/test-data/`` unless a marker file
-says that the same writer already did (the marker holds a hash of the writer's source, so a
-changed writer exports again). A layout is written into a temporary folder and renamed into
-place: an interrupted session leaves no half layout behind.
+says that the same sources already did (the marker holds a hash of this module, the IDX fixture
+and ``datasets/``, so a changed reader, writer or built-in dataset exports again). A layout is
+written into a temporary folder and renamed into place: an interrupted session leaves no half
+layout behind.
 """
 
 import hashlib
-import inspect
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dense_file_data
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_DATA = REPO / ".cache" / "test-data"
+DATASETS = REPO / "datasets"
 MARKER = ".exported"
+
+# the fake MNIST of ``tests/idx_fixture.py`` the classification layout is exported from: the
+# ``fake_mnist_dir`` fixture's files, split as TINY_DATA splits ``data=mnist``
+FAKE_MNIST = dict(n_train=600, n_test=200)
+MNIST_VAL_SIZE = 100
+
+
+def fake_mnist(data_dir: Path) -> Any:
+    """The built-in ``data=mnist`` datamodule on the fake IDX files written into ``data_dir``."""
+    from idx_fixture import write_fake_idx
+
+    from datasets.mnist import MNISTDataModule
+
+    write_fake_idx(data_dir, **FAKE_MNIST)
+    return MNISTDataModule(data_dir=str(data_dir), download=False, val_size=MNIST_VAL_SIZE)
+
+
+def export_image_folder(out_dir: Path) -> None:
+    """The whole fake MNIST (500 train, 100 val, 200 test images) as ``out_dir/<split>/<class>/``."""
+    from datasets.export import export
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        export(fake_mnist(Path(data_dir)), out_dir)
+
 
 # data config name -> the function that writes that layout into the directory it is given
 EXPORTS: dict[str, Callable[[Path], None]] = {
     "box_csv": dense_file_data.write_box_csv,
     "clean_folder": dense_file_data.write_clean_folder,
+    "image_folder": export_image_folder,
     "mask_folder": dense_file_data.write_mask_folder,
 }
 
@@ -36,19 +62,21 @@ def root(name: str) -> Path:
     return TEST_DATA / name
 
 
-def _version(export: Callable[[Path], None]) -> str:
-    """A hash of this module's source and of the module the writer comes from."""
-    digest = hashlib.sha256(Path(__file__).read_bytes())
-    digest.update(inspect.getsource(sys.modules[export.__module__]).encode())
+def _version() -> str:
+    """A hash of the sources an export depends on: this module, the IDX fixture and the
+    datasets package (readers, writers and the built-in data exported)."""
+    digest = hashlib.sha256()
+    for path in [Path(__file__), REPO / "tests" / "idx_fixture.py", *sorted(DATASETS.glob("*.py"))]:
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
 def ensure(names: list[str] | None = None) -> None:
     """Export every layout of ``EXPORTS`` (or those of ``names``) not yet exported by the
     current writers."""
+    version = _version()
     for name in names or sorted(EXPORTS):
         export, target = EXPORTS[name], root(name)
-        version = _version(export)
         marker = target / MARKER
         if marker.is_file() and marker.read_text() == version:
             continue

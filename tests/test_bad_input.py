@@ -133,7 +133,8 @@ def test_resume_without_a_checkpoint(make_cfg, tmp_path: Path):
         (["loss=no_such"], "unknown loss 'no_such'; choose one of: "),
         (
             ["data=cifar"],
-            "unknown data 'cifar'; choose one of: boxes, fashion_mnist, mnist, regression",
+            "unknown data 'cifar'; choose one of: box_csv, boxes, clean_folder, fashion_mnist, "
+            "image_folder, mask_folder, mnist, regression",
         ),
         (
             ["model=resnet"],

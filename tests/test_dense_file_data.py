@@ -19,7 +19,7 @@ import torch
 from dense_file_data import builtin
 from file_data import root
 from PIL import Image
-from train_cli import run_train
+from train_cli import run_script, run_train
 
 from datasets._base import SPLITS
 from datasets.box_csv import BoxCsvDataModule
@@ -29,6 +29,7 @@ from datasets.files import StreamedImages, split_indices
 from datasets.mask_folder import MaskFolderDataModule
 from datasets.restoration import RestorationDataModule
 
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 IMAGE_ATOL = 0.5 / 255 + 1e-6
 BOX_ATOL = 2**-23
 
@@ -137,6 +138,20 @@ def test_a_root_without_split_folders_is_split_by_split_seed(tmp_path: Path):
     assert not torch.equal(served(reseeded, "train")[1], served(loaded, "train")[1])
 
 
+def test_without_val_validation_is_drawn_from_train(tmp_path: Path):
+    data = tmp_path / "data"
+    for split in ("train", "test"):
+        shutil.copytree(root("mask_folder") / split, data / split)
+    expected = reference("mask_folder")
+    loaded = MaskFolderDataModule(root=data, channels=1, val_fraction=0.25, cache_dir=tmp_path)
+    train, val, _ = split_indices(32, 0.25, 0.0, seed=0, name="reference")
+    assert (len(train), len(val)) == (24, 8)
+    want = expected.splits["train"].targets
+    assert torch.equal(served(loaded, "train")[1], want[train])
+    assert torch.equal(served(loaded, "val")[1], want[val])
+    assert torch.equal(served(loaded, "test")[1], expected.splits["test"].targets)
+
+
 def copy_masks(data: Path, suffix: str, values) -> None:
     """The exported masks (0/255) as ``values(mask)`` in files of ``suffix``, beside the images."""
     for split in SPLITS:
@@ -242,10 +257,14 @@ def test_box_csv_scales_each_axis_by_the_original_image(tmp_path: Path):
         ),
         (
             lambda data: (data / "train").mkdir(),
-            "mask_folder: {data} has train/ but no val/, test/; give all three split folders",
+            "mask_folder: {data}/test does not exist (a root with train/ needs test/)",
+        ),
+        (
+            lambda data: (data / "val").mkdir(),
+            "mask_folder: {data} has val/ but no train/; give train/ and test/ (val/ optional)",
         ),
     ],
-    ids=["not square", "one split folder"],
+    ids=["not square", "train without test", "val without train"],
 )
 def test_layout_errors_name_the_file(tmp_path: Path, make, message: str):
     data = tmp_path / "data"
@@ -277,3 +296,23 @@ def test_a_suite_runs_on_file_data_of_its_task(tmp_path: Path):
     assert count == "42 jobs (dry run: nothing trained)"
     assert all("data=mask_folder" in job.split() for job in jobs)
     assert {job.split()[0] for job in jobs} >= {"loss=bce", "loss=dice", "loss=focal"}
+
+
+@pytest.mark.parametrize(
+    ("data", "layout"),
+    [
+        ("seg_imbalanced", ["images/0.png", "images/1.png", "masks/0.png", "masks/1.png"]),
+        ("restoration", ["clean/0.png", "clean/1.png", "degraded/0.png", "degraded/1.png"]),
+        ("boxes", ["0.png", "1.png", "boxes.csv"]),
+    ],
+)
+def test_the_export_script_writes_each_dense_layout(tmp_path: Path, data: str, layout: list[str]):
+    out = tmp_path / "out"
+    sizes = ["data.n_train=4", "data.n_val=3", "data.n_test=3"]
+    result = run_script(SCRIPTS / "export_data.py", f"data={data}", *sizes, "--out", str(out),
+                        "--limit", "2")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"exported data={data} (")
+    for split in SPLITS:
+        written = sorted(str(p.relative_to(out / split)) for p in (out / split).rglob("*.*"))
+        assert written == layout, split

@@ -3,6 +3,7 @@ of class counts."""
 
 from typing import Any
 
+import file_data
 import torch
 from hypothesis import strategies as st
 from strategies import generators, logits
@@ -12,6 +13,7 @@ from trainer.tasks import Task
 
 TINY_DATA = {
     "fashion_mnist": ["data.val_size=100", "data.batch_size=32"],
+    "image_folder": [f"data.root={file_data.root('image_folder')}", "data.batch_size=32"],
     "mnist": ["data.val_size=100", "data.batch_size=32"],
 }
 TINY_MODEL = {"cnn": ["model.width=8"]}
