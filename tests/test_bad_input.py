@@ -83,6 +83,19 @@ CONFIG_ROWS = [
         "ssim: expected images of at least 11x11 pixels (the gaussian window), got 8x8",
     ),
     (["data=restoration", "data.noise=poisson"], "restoration: expected noise in"),
+    (
+        ["data=mask_folder", "data.image_size=30"],
+        "unet: image_size 30 is not divisible by 2**depth = 4",
+    ),
+    (
+        ["data=mask_folder", "data.mask_threshold=255"],
+        "mask_folder: expected mask_threshold >= 0 and mask_threshold < 255, got 255",
+    ),
+    (["data=clean_folder", "data.noise=poisson"], "clean_folder: expected noise in"),
+    (
+        ["data=box_csv", "data.channels=2"],
+        "box_csv: expected data.channels 1 (grayscale) or 3 (RGB), got 2",
+    ),
 ]
 
 

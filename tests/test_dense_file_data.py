@@ -19,6 +19,7 @@ import torch
 from dense_file_data import builtin
 from file_data import root
 from PIL import Image
+from task_examples import choices
 from train_cli import run_script, run_train
 
 from datasets._base import SPLITS
@@ -296,6 +297,9 @@ def test_a_suite_runs_on_file_data_of_its_task(tmp_path: Path):
     assert count == "42 jobs (dry run: nothing trained)"
     assert all("data=mask_folder" in job.split() for job in jobs)
     assert {job.split()[0] for job in jobs} >= {"loss=bce", "loss=dice", "loss=focal"}
+    # a job as the launcher composes it: the file data, the suite's model and the variant's loss
+    job = choices("suite=seg_imbalance", "data=mask_folder", "loss=dice", "seed=1")
+    assert (job["data"], job["model"], job["loss"]) == ("mask_folder", "unet", "dice")
 
 
 @pytest.mark.parametrize(
