@@ -9,14 +9,15 @@ from typing import Any
 
 from datasets.box_csv import export_boxes
 from datasets.clean_folder import export_restoration
-from datasets.image_folder import export_classification
+from datasets.image_folder import export_class_folders
 from datasets.mask_folder import export_segmentation
 
 Exporter = Callable[[Any, Path, int | None], None]
 
 EXPORTERS: dict[str, Exporter] = {
     "boxes": export_boxes,  # -> data=box_csv
-    "classification": export_classification,  # -> data=image_folder
+    "classification": export_class_folders,  # -> data=image_folder
+    "retrieval": export_class_folders,  # -> data=retrieval_folder
     "restoration": export_restoration,  # -> data=clean_folder (clean/ and degraded/ pairs)
     "segmentation": export_segmentation,  # -> data=mask_folder
 }

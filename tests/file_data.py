@@ -48,12 +48,32 @@ def export_image_folder(out_dir: Path) -> None:
         export(fake_mnist(Path(data_dir)), out_dir)
 
 
+# the built-in glyphs the retrieval layout is exported from: TINY_DATA's data=retrieval
+GLYPHS = dict(n_classes=12, n_train_classes=8, samples_per_class=8)
+
+
+def glyphs() -> Any:
+    """The built-in ``data=retrieval`` datamodule at the size of its tiny budget."""
+    from datasets.retrieval import RetrievalDataModule
+
+    return RetrievalDataModule(**GLYPHS, p=4, k=2)
+
+
+def export_retrieval_folder(out_dir: Path) -> None:
+    """The tiny glyphs (8 training classes of 8, 4 held-out classes of 4 + 4) as
+    ``out_dir/<split>/<class>/``, each pixel rounded to 8 bits."""
+    from datasets.export import export
+
+    export(glyphs(), out_dir)
+
+
 # data config name -> the function that writes that layout into the directory it is given
 EXPORTS: dict[str, Callable[[Path], None]] = {
     "box_csv": dense_file_data.write_box_csv,
     "clean_folder": dense_file_data.write_clean_folder,
     "image_folder": export_image_folder,
     "mask_folder": dense_file_data.write_mask_folder,
+    "retrieval_folder": export_retrieval_folder,
 }
 
 

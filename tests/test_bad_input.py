@@ -2,8 +2,10 @@
 ``HYDRA_FULL_ERROR=1`` brings the traceback back. Each row: overrides -> the line's text."""
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
+import file_data
 import numpy as np
 import pytest
 import torch
@@ -147,7 +149,7 @@ def test_resume_without_a_checkpoint(make_cfg, tmp_path: Path):
         (
             ["data=cifar"],
             "unknown data 'cifar'; choose one of: box_csv, boxes, clean_folder, fashion_mnist, "
-            "image_folder, mask_folder, mnist, regression",
+            "image_folder, mask_folder, mnist,",
         ),
         (
             ["model=resnet"],
@@ -272,90 +274,203 @@ def test_preflight_runs_the_value_checks_on_any_device(make_cfg):
     assert module.training
 
 
-def _csv_row(data: Path, split: str, line: int, row: str) -> None:
-    """Line ``line`` (the header is 1) of ``data/<split>/boxes.csv`` replaced by ``row``."""
-    path = data / split / "boxes.csv"
+def write_pngs(folder: Path, count: int, size: tuple[int, int] = (16, 16)) -> list[Path]:
+    """``count`` random grayscale PNGs of ``size`` (width, height) in ``folder``."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(count)
+    paths = [folder / f"{i:03d}.png" for i in range(count)]
+    for path in paths:
+        Image.fromarray(rng.integers(0, 256, size[::-1], dtype=np.uint8)).save(path)
+    return paths
+
+
+def classes_root(root: Path, counts: dict[str, int]) -> Path:
+    for name, count in counts.items():
+        write_pngs(root / name, count)
+    return root
+
+
+def truncated(root: Path) -> Path:
+    path = classes_root(root, {"a": 20, "b": 20}) / "b" / "007.png"
+    path.write_bytes(path.read_bytes()[:60])
+    return path
+
+
+def mixed_sizes(root: Path) -> Path:
+    classes_root(root, {"a": 20})
+    return write_pngs(root / "b", 20, (12, 12))[0]
+
+
+def exported(data: str, damage: Callable[[Path], object]) -> Callable[[Path], None]:
+    """A writer: the tiny export of file data config ``data`` (``tests/file_data.py``) copied to
+    the root, then ``damage``d."""
+
+    def write(root: Path) -> None:
+        shutil.copytree(file_data.root(data), root)
+        damage(root)
+
+    return write
+
+
+def csv_row(root: Path, split: str, line: int, row: str) -> None:
+    """Line ``line`` (the header is 1) of ``root/<split>/boxes.csv`` replaced by ``row``."""
+    path = root / split / "boxes.csv"
     lines = path.read_text().splitlines()
     lines[line - 1] = row
     path.write_text("\n".join(lines) + "\n")
 
 
-def _mask(path: Path, values: list[int], size: int = 32) -> None:
+def mask(path: Path, values: list[int], size: int = 32) -> None:
     """A mask of ``size`` px at ``path`` holding ``values`` (one row each, the rest 0)."""
     pixels = np.zeros((size, size), dtype=np.uint8)
     pixels[: len(values)] = np.asarray(values, dtype=np.uint8)[:, None]
     Image.fromarray(pixels).save(path)
 
 
-# data config, how a copy of its tiny export (at ``data``) is broken, the line ({data}: the copy)
+# data config, what to write under the root (returns a path the message names), overrides,
+# the message (a substring of the one line; {root} and {path} filled in)
 FILE_ROWS = [
+    ("image_folder", None, [], "image_folder: {root} does not exist"),
+    ("image_folder", lambda r: r.mkdir(), [], "image_folder: {root} holds no class folders"),
     (
-        "mask_folder",
-        lambda data: (data / "train/images/03.png").unlink(),
-        "mask_folder: the mask {data}/train/masks/03.png has no image in {data}/train/images",
+        "image_folder",
+        lambda r: classes_root(r, {"a": 20, "b": 0}),
+        [],
+        "image_folder: {root}/b holds no images (expected .png, .jpg, .jpeg,",
+    ),
+    ("image_folder", truncated, [], "image_folder: cannot read {path}: "),
+    (
+        "image_folder",
+        mixed_sizes,
+        [],
+        "image_folder: {root}/a/000.png is 16x16 but {path} is 12x12; set data.image_size",
+    ),
+    (
+        "image_folder",
+        lambda r: classes_root(r, {"a": 20, "b": 2}),
+        [],
+        "image_folder: class {root}/b has 2 images, too few to split into train, val and test",
+    ),
+    (
+        "image_folder",
+        lambda r: classes_root(r, {"a": 20, "b": 20}),
+        ["data.batch_size=64"],
+        "image_folder: the training split of {root} holds 32 images, fewer than one batch "
+        "(data.batch_size=64)",
+    ),
+    (
+        "image_folder",
+        lambda r: classes_root(r, {"a": 20, "b": 20}),
+        ["data.classes=[a,c]"],
+        "image_folder: data.classes names 'c', but {root}/c does not exist",
+    ),
+    (
+        "image_folder",
+        lambda r: classes_root(r, {"a": 20, "b": 20}),
+        ["data.channels=2"],
+        "image_folder: expected data.channels 1 (grayscale) or 3 (RGB), got 2",
+    ),
+    (
+        "image_folder",
+        lambda r: classes_root(r / "train", {"a": 20, "b": 20}),
+        [],
+        "image_folder: {root}/test does not exist (a root with train/ needs test/)",
+    ),
+    (
+        "retrieval_folder",
+        lambda r: classes_root(r, {"a": 4, "b": 4, "c": 4}),
+        [],
+        "retrieval_folder: 3 classes cannot give 2 held-out classes (data.test_classes=0.5)",
     ),
     (
         "mask_folder",
-        lambda data: (data / "val/masks/00.png").unlink(),
-        "mask_folder: the image {data}/val/images/00.png has no mask in {data}/val/masks",
+        exported("mask_folder", lambda r: (r / "train/images/03.png").unlink()),
+        [],
+        "mask_folder: the mask {root}/train/masks/03.png has no image in {root}/train/images",
     ),
     (
         "mask_folder",
-        lambda data: _mask(data / "train/masks/05.png", [0], size=16),
-        "mask_folder: the mask {data}/train/masks/05.png is 16x16 but its image "
-        "{data}/train/images/05.png is 32x32",
+        exported("mask_folder", lambda r: (r / "val/masks/00.png").unlink()),
+        [],
+        "mask_folder: the image {root}/val/images/00.png has no mask in {root}/val/masks",
     ),
     (
         "mask_folder",
-        lambda data: _mask(data / "test/masks/02.png", [0, 7, 255]),
-        "mask_folder: the mask {data}/test/masks/02.png holds the values 0, 7, 255; expected a "
+        exported("mask_folder", lambda r: mask(r / "train/masks/05.png", [0], size=16)),
+        [],
+        "mask_folder: the mask {root}/train/masks/05.png is 16x16 but its image "
+        "{root}/train/images/05.png is 32x32",
+    ),
+    (
+        "mask_folder",
+        exported("mask_folder", lambda r: mask(r / "test/masks/02.png", [0, 7, 255])),
+        [],
+        "mask_folder: the mask {root}/test/masks/02.png holds the values 0, 7, 255; expected a "
         "binary mask (0/255 or 0/1), or set data.mask_threshold",
     ),
     (
         "mask_folder",
-        lambda data: shutil.rmtree(data / "test/images"),
-        "mask_folder: {data}/test/images does not exist; expected images/ and masks/",
+        exported("mask_folder", lambda r: shutil.rmtree(r / "test/images")),
+        [],
+        "mask_folder: {root}/test/images does not exist; expected images/ and masks/",
     ),
     (
         "box_csv",
-        lambda data: _csv_row(data, "val", 3, "01.png,4,4,40,8"),
-        "box_csv: {data}/val/boxes.csv line 3: the box (x1 4, y1 4, x2 40, y2 8) lies outside "
-        "its 32x32 image {data}/val/01.png",
+        exported("box_csv", lambda r: csv_row(r, "val", 3, "01.png,4,4,40,8")),
+        [],
+        "box_csv: {root}/val/boxes.csv line 3: the box (x1 4, y1 4, x2 40, y2 8) lies outside "
+        "its 32x32 image {root}/val/01.png",
     ),
     (
         "box_csv",
-        lambda data: _csv_row(data, "train", 2, "missing.png,1,1,5,5"),
-        "box_csv: {data}/train/boxes.csv line 2: the image {data}/train/missing.png does not exist",
+        exported("box_csv", lambda r: csv_row(r, "train", 2, "missing.png,1,1,5,5")),
+        [],
+        "box_csv: {root}/train/boxes.csv line 2: the image {root}/train/missing.png does not exist",
     ),
     (
         "box_csv",
-        lambda data: _csv_row(data, "test", 5, "03.png,9,1,9,5"),
-        "box_csv: {data}/test/boxes.csv line 5: the box (x1 9, y1 1, x2 9, y2 5) is empty or "
+        exported("box_csv", lambda r: csv_row(r, "test", 5, "03.png,9,1,9,5")),
+        [],
+        "box_csv: {root}/test/boxes.csv line 5: the box (x1 9, y1 1, x2 9, y2 5) is empty or "
         "inverted; expected x2 > x1 and y2 > y1",
     ),
     (
         "clean_folder",
-        lambda data: shutil.rmtree(data / "train/clean"),
-        "clean_folder: {data}/train/degraded has no clean/ beside it; fixed pairs need both",
+        exported("clean_folder", lambda r: shutil.rmtree(r / "train/clean")),
+        [],
+        "clean_folder: {root}/train/degraded has no clean/ beside it; fixed pairs need both",
     ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("data", "damage", "message"),
+    ("data", "write", "overrides", "message"),
     FILE_ROWS,
-    ids=[f"{data}-{i}" for i, (data, _, _) in enumerate(FILE_ROWS)],
+    ids=[f"{row[0]}: {row[3].split(': ', 1)[1][:40]}" for row in FILE_ROWS],
 )
-def test_bad_files_are_one_line_naming_the_file(make_cfg, tmp_path: Path, data, damage, message):
-    import file_data
-
-    copy = tmp_path / "data"
-    shutil.copytree(file_data.root(data), copy)
-    damage(copy)
-    cfg = make_cfg(f"data={data}", f"data.root={copy}", f"data.cache_dir={tmp_path / 'cache'}")
+def test_bad_files_are_one_line_before_training(
+    make_cfg, tmp_path: Path, data, write, overrides, message
+):
+    root = tmp_path / "data"
+    path = write(root) if write else None
+    cfg = make_cfg(
+        f"data={data}", f"data.root={root}", f"data.cache_dir={tmp_path}/cache", *overrides
+    )
     with pytest.raises(Exception) as error:
         train(cfg)
     line = one_line(error.value)
     assert line is not None and "\n" not in line
-    assert line.startswith(message.format(data=copy))
+    assert message.format(root=root, path=path) in line
     assert not list(tmp_path.glob("events.out.tfevents.*")), "training started"
+
+
+@pytest.mark.slow
+def test_cli_names_a_missing_data_root(tmp_path: Path):
+    result = run_train(
+        "data=image_folder", f"data.root={tmp_path / 'none'}", f"hydra.run.dir={tmp_path}"
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"train.py: image_folder: {tmp_path / 'none'} does not exist"

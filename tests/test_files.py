@@ -183,6 +183,17 @@ def test_a_split_is_seeded():
     assert not torch.equal(one[1], other[1])
 
 
+def test_a_zero_fraction_leaves_its_split_empty():
+    labels = stratified_labels()
+    train, val, test = split_indices(len(labels), 0.2, 0.0, seed=3, name="demo", labels=labels)
+    assert len(test) == 0 and torch.bincount(labels[val]).tolist() == [1, 2, 4, 8]
+    assert sorted(torch.cat([train, val]).tolist()) == list(range(len(labels)))
+    with pytest.raises(
+        DataError, match=r"^demo: class 1 has 1 image, too few to split into train and val$"
+    ):
+        split_indices(4, 0.5, 0.0, 0, "demo", torch.tensor([0, 0, 0, 1]))
+
+
 def test_a_class_too_small_to_split_is_named():
     labels = torch.tensor([0, 0, 0, 1, 1, 0])
     with pytest.raises(

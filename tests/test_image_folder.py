@@ -50,11 +50,13 @@ def test_the_export_reads_back_as_the_built_in_splits(tmp_path: Path):
 
 
 def test_class_folders_sort_in_the_built_in_order():
-    names = folder_names(DATASETS["fashion_mnist"].class_names)
+    names = folder_names(DATASETS["fashion_mnist"].class_names, 10)
     assert names[0] == "0_T-shirt-top" and names[9] == "9_Ankle_boot"
     assert sorted(names) == names
-    many = folder_names([f"c{i}" for i in range(12)])
+    many = folder_names([f"c{i}" for i in range(12)], 12)
     assert many[2] == "02_c2" and sorted(many) == many
+    unnamed = folder_names(None, 100)
+    assert unnamed[7] == "07" and sorted(unnamed) == unnamed
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """The retrieval task's test examples: embeddings at any scale with one-class batches and lone
 classes, and the per-item length of each mined loss."""
 
+import file_data
 import torch
 from hypothesis import strategies as st
 from strategies import generators, logits
@@ -17,6 +18,7 @@ TINY_DATA = {
         "data.p=4",
         "data.k=2",
     ],
+    "retrieval_folder": [f"data.root={file_data.root('retrieval_folder')}", "data.p=4", "data.k=2"],
 }
 TINY_MODEL = {"embed_cnn": ["model.width=8"]}
 LOSS_PAIR = (["loss=triplet"], ["loss=contrastive"])
