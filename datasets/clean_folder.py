@@ -103,6 +103,8 @@ class CleanFolderDataModule(DenseFileDataModule):
         return self.in_channels  # the restored image has the input's channels
 
     def check_memory(self, files: Sequence[Path]) -> None:
+        """The float32 inputs and targets of ``files`` fit ``max_memory``: restoration's targets
+        are images, which cannot stream from disk as inputs can."""
         size = self.decoded_size(files, self.in_channels, self.resize) * FLOAT_BYTES / 2**20
         if size > self.max_memory:
             raise DataError(
