@@ -17,6 +17,16 @@ BatchTransform = Callable[[Tensor], Tensor]
 SPLITS = ("train", "val", "test")
 
 
+def split_stream(seed: int, split: str) -> int:
+    """The seed of ``split``'s own random stream under data seed ``seed``: ``3 * seed + i`` for
+    split ``i`` (train, val, test), so data seeds 0, 1, 2 ... never share a stream.
+
+    >>> [split_stream(1, split) for split in SPLITS]
+    [3, 4, 5]
+    """
+    return 3 * seed + SPLITS.index(split)
+
+
 def keep_batch(batch: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
     """``collate_fn`` for datasets whose ``__getitems__`` already returns a whole batch."""
     return batch
@@ -198,7 +208,7 @@ class SyntheticDataModule(InMemoryDataModule):
 
     def split_seed(self, split: str) -> int:
         """The seed of ``split``'s own stream."""
-        return 3 * self.seed + SPLITS.index(split)
+        return split_stream(self.seed, split)
 
     def generate_split(self, split: str, n: int, seed: int) -> tuple[Tensor, Tensor]:
         raise NotImplementedError

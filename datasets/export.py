@@ -7,15 +7,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from datasets.box_csv import export_boxes
+from datasets.clean_folder import export_restoration
 from datasets.image_folder import export_class_folders
+from datasets.mask_folder import export_segmentation
 from datasets.table import export_regression
 
 Exporter = Callable[[Any, Path, int | None], None]
 
 EXPORTERS: dict[str, Exporter] = {
+    "boxes": export_boxes,  # -> data=box_csv
     "classification": export_class_folders,  # -> data=image_folder
     "regression": export_regression,  # -> data=table
     "retrieval": export_class_folders,  # -> data=retrieval_folder
+    "restoration": export_restoration,  # -> data=clean_folder (clean/ and degraded/ pairs)
+    "segmentation": export_segmentation,  # -> data=mask_folder
 }
 
 

@@ -137,6 +137,14 @@ def corrupt(clean: Tensor, noise: str, strength: float, seed: int) -> Tensor:
     return noisy.clamp(0, 1)
 
 
+def degrade(clean: Tensor, noise: str, strength: float, split_seed: int) -> Tensor:
+    """One split's noisy inputs: ``corrupt`` with the split's noise stream (``split_seed``, the
+    seed of its clean images, offset), apart from the clean images' own stream, so another noise
+    kind corrupts the same clean images. ``data=clean_folder`` degrades the user's clean images
+    with it too: the same seed gives the same noise as here."""
+    return corrupt(clean, noise, strength, _NOISE_STREAM + split_seed)
+
+
 class RestorationDataModule(SyntheticDataModule):
     """``data=restoration``: noisy images as inputs, the clean ones as targets."""
 
@@ -195,5 +203,4 @@ class RestorationDataModule(SyntheticDataModule):
             from datasets.mnist import source_splits
 
             clean = source_splits(**self.mnist)[split].inputs[:n].float() / 255
-        # the noise from a stream of its own: another noise kind corrupts the same clean images
-        return corrupt(clean, self.noise, self.strength, _NOISE_STREAM + seed), clean
+        return degrade(clean, self.noise, self.strength, seed), clean

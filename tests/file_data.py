@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import dense_file_data
+
 from datasets.export import export
 from datasets.regression import RegressionDataModule
 
@@ -70,7 +72,10 @@ def export_retrieval_folder(out_dir: Path) -> None:
 
 # data config name -> the function that writes that layout into the directory it is given
 EXPORTS: dict[str, Callable[[Path], None]] = {
+    "box_csv": dense_file_data.write_box_csv,
+    "clean_folder": dense_file_data.write_clean_folder,
     "image_folder": export_image_folder,
+    "mask_folder": dense_file_data.write_mask_folder,
     "retrieval_folder": export_retrieval_folder,
     # data=table: data=regression at its TINY_DATA sizes, as one CSV with a split column
     "table": lambda out_dir: export(
@@ -85,10 +90,12 @@ def root(name: str) -> Path:
 
 
 def _version() -> str:
-    """A hash of the sources an export depends on: this module, the IDX fixture and the
-    datasets package (readers, writers and the built-in data exported)."""
+    """A hash of the sources an export depends on: this module, the IDX fixture, the dense
+    layouts' writers and the datasets package (readers, writers and the built-in data)."""
     digest = hashlib.sha256()
-    for path in [Path(__file__), REPO / "tests" / "idx_fixture.py", *sorted(DATASETS.glob("*.py"))]:
+    tests = REPO / "tests"
+    sources = [Path(__file__), tests / "idx_fixture.py", tests / "dense_file_data.py"]
+    for path in [*sources, *sorted(DATASETS.glob("*.py"))]:
         digest.update(path.read_bytes())
     return digest.hexdigest()
 

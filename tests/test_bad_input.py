@@ -1,11 +1,15 @@
 """Bad input is answered before training with one clear line (``train.py: ...``, exit code 1);
 ``HYDRA_FULL_ERROR=1`` brings the traceback back. Each row: overrides -> the line's text."""
 
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import file_data
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from task_examples import tiny_budget
 from train_cli import run_train
 
@@ -110,6 +114,19 @@ CONFIG_ROWS = [
         "ssim: expected images of at least 11x11 pixels (the gaussian window), got 8x8",
     ),
     (["data=restoration", "data.noise=poisson"], "restoration: expected noise in"),
+    (
+        ["data=mask_folder", "data.image_size=30"],
+        "unet: image_size 30 is not divisible by 2**depth = 4",
+    ),
+    (
+        ["data=mask_folder", "data.mask_threshold=255"],
+        "mask_folder: expected mask_threshold >= 0 and mask_threshold < 255, got 255",
+    ),
+    (["data=clean_folder", "data.noise=poisson"], "clean_folder: expected noise in"),
+    (
+        ["data=box_csv", "data.channels=2"],
+        "box_csv: expected data.channels 1 (grayscale) or 3 (RGB), got 2",
+    ),
 ]
 
 
@@ -263,7 +280,8 @@ def test_resume_without_a_checkpoint(make_cfg, tmp_path: Path):
         (["loss=no_such"], "unknown loss 'no_such'; choose one of: "),
         (
             ["data=cifar"],
-            "unknown data 'cifar'; choose one of: boxes, fashion_mnist, image_folder, mnist,",
+            "unknown data 'cifar'; choose one of: box_csv, boxes, clean_folder, fashion_mnist, "
+            "image_folder, mask_folder, mnist,",
         ),
         (
             ["model=resnet"],
@@ -418,6 +436,32 @@ def mixed_sizes(root: Path) -> Path:
     return write_pngs(root / "b", 20, (12, 12))[0]
 
 
+def exported(data: str, damage: Callable[[Path], object]) -> Callable[[Path], None]:
+    """A writer: the tiny export of file data config ``data`` (``tests/file_data.py``) copied to
+    the root, then ``damage``d."""
+
+    def write(root: Path) -> None:
+        shutil.copytree(file_data.root(data), root)
+        damage(root)
+
+    return write
+
+
+def csv_row(root: Path, split: str, line: int, row: str) -> None:
+    """Line ``line`` (the header is 1) of ``root/<split>/boxes.csv`` replaced by ``row``."""
+    path = root / split / "boxes.csv"
+    lines = path.read_text().splitlines()
+    lines[line - 1] = row
+    path.write_text("\n".join(lines) + "\n")
+
+
+def mask(path: Path, values: list[int], size: int = 32) -> None:
+    """A mask of ``size`` px at ``path`` holding ``values`` (one row each, the rest 0)."""
+    pixels = np.zeros((size, size), dtype=np.uint8)
+    pixels[: len(values)] = np.asarray(values, dtype=np.uint8)[:, None]
+    Image.fromarray(pixels).save(path)
+
+
 # data config, what to write under the root (returns a path the message names), overrides,
 # the message (a substring of the one line; {root} and {path} filled in)
 FILE_ROWS = [
@@ -472,6 +516,64 @@ FILE_ROWS = [
         lambda r: classes_root(r, {"a": 4, "b": 4, "c": 4}),
         [],
         "retrieval_folder: 3 classes cannot give 2 held-out classes (data.test_classes=0.5)",
+    ),
+    (
+        "mask_folder",
+        exported("mask_folder", lambda r: (r / "train/images/03.png").unlink()),
+        [],
+        "mask_folder: the mask {root}/train/masks/03.png has no image in {root}/train/images",
+    ),
+    (
+        "mask_folder",
+        exported("mask_folder", lambda r: (r / "val/masks/00.png").unlink()),
+        [],
+        "mask_folder: the image {root}/val/images/00.png has no mask in {root}/val/masks",
+    ),
+    (
+        "mask_folder",
+        exported("mask_folder", lambda r: mask(r / "train/masks/05.png", [0], size=16)),
+        [],
+        "mask_folder: the mask {root}/train/masks/05.png is 16x16 but its image "
+        "{root}/train/images/05.png is 32x32",
+    ),
+    (
+        "mask_folder",
+        exported("mask_folder", lambda r: mask(r / "test/masks/02.png", [0, 7, 255])),
+        [],
+        "mask_folder: the mask {root}/test/masks/02.png holds the values 0, 7, 255; expected a "
+        "binary mask (0/255 or 0/1), or set data.mask_threshold",
+    ),
+    (
+        "mask_folder",
+        exported("mask_folder", lambda r: shutil.rmtree(r / "test/images")),
+        [],
+        "mask_folder: {root}/test/images does not exist; expected images/ and masks/",
+    ),
+    (
+        "box_csv",
+        exported("box_csv", lambda r: csv_row(r, "val", 3, "01.png,4,4,40,8")),
+        [],
+        "box_csv: {root}/val/boxes.csv line 3: the box (x1 4, y1 4, x2 40, y2 8) lies outside "
+        "its 32x32 image {root}/val/01.png",
+    ),
+    (
+        "box_csv",
+        exported("box_csv", lambda r: csv_row(r, "train", 2, "missing.png,1,1,5,5")),
+        [],
+        "box_csv: {root}/train/boxes.csv line 2: the image {root}/train/missing.png does not exist",
+    ),
+    (
+        "box_csv",
+        exported("box_csv", lambda r: csv_row(r, "test", 5, "03.png,9,1,9,5")),
+        [],
+        "box_csv: {root}/test/boxes.csv line 5: the box (x1 9, y1 1, x2 9, y2 5) is empty or "
+        "inverted; expected x2 > x1 and y2 > y1",
+    ),
+    (
+        "clean_folder",
+        exported("clean_folder", lambda r: shutil.rmtree(r / "train/clean")),
+        [],
+        "clean_folder: {root}/train/degraded has no clean/ beside it; fixed pairs need both",
     ),
 ]
 

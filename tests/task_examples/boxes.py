@@ -1,5 +1,6 @@
 """The box task's test examples: valid boxes at any scale, zero-area ones on a draw."""
 
+import file_data
 import torch
 from hypothesis import strategies as st
 from strategies import generators
@@ -8,6 +9,7 @@ from torch import Tensor
 from trainer.tasks import Task
 
 TINY_DATA = {
+    "box_csv": [f"data.root={file_data.root('box_csv')}", "data.channels=1", "data.batch_size=8"],
     "boxes": ["data.n_train=128", "data.n_val=32", "data.n_test=32", "data.batch_size=16"],
 }
 TINY_MODEL = {"box_cnn": ["model.width=8"]}

@@ -1,6 +1,7 @@
 """The restoration task's test examples: gray or colour images, constant clean images among
 them."""
 
+import file_data
 import torch
 from hypothesis import strategies as st
 from strategies import generators, logits
@@ -10,6 +11,11 @@ from trainer.tasks import Task
 from trainer.tasks.restoration import MIN_SIDE
 
 TINY_DATA = {
+    "clean_folder": [
+        f"data.root={file_data.root('clean_folder')}",
+        "data.channels=1",
+        "data.batch_size=8",
+    ],
     "restoration": ["data.n_train=64", "data.n_val=16", "data.n_test=16", "data.batch_size=16"],
 }
 TINY_MODEL = {"denoise_unet": ["model.width=4"]}

@@ -3,6 +3,7 @@ any scale, and the imbalanced pixel counts of ``data=seg_imbalanced``."""
 
 from typing import Any
 
+import file_data
 import torch
 from hypothesis import strategies as st
 from strategies import generators, logits
@@ -13,6 +14,11 @@ from trainer.tasks import Task
 MASKS = ("empty", "full", "one_pixel", "random")
 
 TINY_DATA = {
+    "mask_folder": [
+        f"data.root={file_data.root('mask_folder')}",
+        "data.channels=1",
+        "data.batch_size=8",
+    ],
     "seg_imbalanced": [
         "data.n_train=64",
         "data.n_val=32",
