@@ -47,7 +47,8 @@ def test_the_export_loads_back_to_the_builtin_tensors(tmp_path: Path):
         assert torch.equal(ours.inputs, theirs.inputs), split
         assert torch.equal(ours.targets, theirs.targets), split
     assert table.data_stats == builtin.data_stats
-    assert table.model_inputs == builtin.model_inputs == {"in_shape": [10], "num_outputs": 1}
+    assert table.model_inputs == builtin.model_inputs
+    assert builtin.model_inputs == {"in_shape": [10], "num_outputs": 1, "task": "regression"}
     assert table.feature_names == [f"x{i}" for i in range(1, 11)]
 
 
