@@ -27,6 +27,12 @@ def split_stream(seed: int, split: str) -> int:
     return 3 * seed + SPLITS.index(split)
 
 
+def to_unit(images: Tensor) -> Tensor:
+    """uint8 pixels to float32 in [0, 1] (``x / 255``), once per batch: the batch transform of
+    images stored as uint8 and served in the range of the generated ones."""
+    return images.float().div_(255)
+
+
 def keep_batch(batch: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
     """``collate_fn`` for datasets whose ``__getitems__`` already returns a whole batch."""
     return batch

@@ -28,8 +28,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from datasets._base import SPLITS, TensorBatches
-from datasets.dense_files import DenseFileDataModule, file_names, scale_to_unit, served, write_pngs
+from datasets._base import SPLITS, TensorBatches, to_unit
+from datasets.dense_files import DenseFileDataModule, file_names, served, write_pngs
 from datasets.errors import DataError
 from datasets.files import DEFAULT_CACHE_DIR, DEFAULT_MAX_MEMORY, cached_tensors, image_size_of
 
@@ -168,8 +168,7 @@ class BoxCsvDataModule(DenseFileDataModule):
         )["boxes"]
         images = self.load_inputs(files)
         return tuple(
-            self.split(images, files, boxes, chosen, self.decoding, scale_to_unit)
-            for chosen in index
+            self.split(images, files, boxes, chosen, self.decoding, to_unit) for chosen in index
         )
 
 

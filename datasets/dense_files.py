@@ -42,12 +42,6 @@ from losses.checks import check_range
 Item = TypeVar("Item")
 
 
-def scale_to_unit(images: Tensor) -> Tensor:
-    """uint8 pixels to float32 in [0, 1] (``x / 255``), once per batch: the range of the
-    built-in images of the dense tasks, which are generated as floats in [0, 1]."""
-    return images.float().div_(255)
-
-
 def split_folders(root: Path, name: str) -> dict[str, Path] | None:
     """The split folders of ``root``, as ``data=image_folder`` reads them: with ``root/train``,
     ``train`` and ``test`` (which must exist) and ``val`` when it exists (else drawn from train);

@@ -44,7 +44,7 @@ from datasets.files import (
     split_indices,
     write_image,
 )
-from datasets.mnist import _normalise, long_tail_counts
+from datasets.mnist import long_tail_counts, normalise_pixels
 from losses.checks import check_range
 
 
@@ -343,10 +343,10 @@ class ImageFolderDataModule(FolderDataModule):
                     f"(one per channel), got {value}"
                 )
         if len(mean) == len(std) == 1:  # plain floats: the very arithmetic of data=mnist
-            return functools.partial(_normalise, mean=mean[0], std=std[0])
+            return functools.partial(normalise_pixels, mean=mean[0], std=std[0])
         shape = (-1, 1, 1)
         return functools.partial(
-            _normalise, mean=torch.tensor(mean).view(shape), std=torch.tensor(std).view(shape)
+            normalise_pixels, mean=torch.tensor(mean).view(shape), std=torch.tensor(std).view(shape)
         )
 
     def build_splits(self) -> tuple[TensorBatches | StreamedImages, ...]:

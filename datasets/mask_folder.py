@@ -21,13 +21,12 @@ from pathlib import Path
 
 from torch import Tensor
 
-from datasets._base import SPLITS, TensorBatches
+from datasets._base import SPLITS, TensorBatches, to_unit
 from datasets.dense_files import (
     DenseFileDataModule,
     check_pair_sizes,
     file_names,
     pair_by_stem,
-    scale_to_unit,
     served,
     write_pngs,
 )
@@ -142,8 +141,7 @@ class MaskFolderDataModule(DenseFileDataModule):
         )["masks"].float()
         images = self.load_inputs(files)
         return tuple(
-            self.split(images, files, masks, chosen, self.decoding, scale_to_unit)
-            for chosen in index
+            self.split(images, files, masks, chosen, self.decoding, to_unit) for chosen in index
         )
 
     @property

@@ -298,7 +298,7 @@ def long_tail_counts(available: list[int], ratio: float) -> list[int]:
     return [max(1, round(n_max * ratio ** (-k / (c - 1)))) for k in range(c)]
 
 
-def _normalise(images: Tensor, mean: float, std: float) -> Tensor:
+def normalise_pixels(images: Tensor, mean: float, std: float) -> Tensor:
     """uint8 pixels to ``(x / 255 - mean) / std`` in float32, once per batch."""
     return images.float().mul_(1 / (255 * std)).sub_(mean / std)
 
@@ -367,7 +367,7 @@ class MNISTDataModule(InMemoryDataModule):
         spec = DATASETS[name]
         self.class_names = spec.class_names
         # a partial of a module-level function pickles, so worker processes can take it
-        self.normalise = functools.partial(_normalise, mean=spec.mean, std=spec.std)
+        self.normalise = functools.partial(normalise_pixels, mean=spec.mean, std=spec.std)
 
     def build_splits(self) -> tuple[TensorBatches, TensorBatches, TensorBatches]:
         data = load(self.name, self.data_dir, self.download)

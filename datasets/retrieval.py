@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
-from datasets._base import InMemoryDataModule, TensorBatches, keep_batch
+from datasets._base import InMemoryDataModule, TensorBatches, keep_batch, to_unit
 from datasets._render import GENERATION_CHUNK, cached, pixel_grid
 from losses.checks import check_range
 
@@ -231,11 +231,6 @@ class PKBatchSampler(Sampler[list[int]]):
             yield batch
 
 
-def _to_unit(images: Tensor) -> Tensor:
-    """uint8 pixels -> float32 in [0, 1]: the batch transform of the MNIST-family sources."""
-    return images.float().div_(255)
-
-
 class RetrievalDataModule(InMemoryDataModule):
     """``data=retrieval``: embeddings trained on P x K batches, evaluated by retrieval."""
 
@@ -288,7 +283,7 @@ class RetrievalDataModule(InMemoryDataModule):
             from datasets.mnist import source_splits
 
             return tuple(
-                TensorBatches(split.inputs, split.targets, _to_unit)
+                TensorBatches(split.inputs, split.targets, to_unit)
                 for split in source_splits(**self.mnist).values()
             )
         images, labels = generate_glyphs(

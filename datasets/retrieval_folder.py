@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from datasets._base import SPLITS, TensorBatches
+from datasets._base import SPLITS, TensorBatches, to_unit
 from datasets.errors import DataError
 from datasets.files import DEFAULT_CACHE_DIR, DEFAULT_MAX_MEMORY, StreamedImages
 from datasets.image_folder import FolderDataModule, list_layout
-from datasets.retrieval import RetrievalDataModule, _to_unit
+from datasets.retrieval import RetrievalDataModule
 from losses.checks import check_range
 
 
@@ -146,9 +146,7 @@ class RetrievalFolderDataModule(FolderDataModule):
                 f"{self.name}: the training split of {self.root} holds one class; "
                 "P x K batches need two"
             )
-        return tuple(
-            self.split(images, files, labels, index[s], decoding, _to_unit) for s in SPLITS
-        )
+        return tuple(self.split(images, files, labels, index[s], decoding, to_unit) for s in SPLITS)
 
     @property
     def data_stats(self) -> dict:
