@@ -4,6 +4,7 @@ same model, data, loss and optimizer.
     .venv/bin/python scripts/bench_throughput.py                 # default model/batch + CNN, MLP
     .venv/bin/python scripts/bench_throughput.py --cases mlp-mnist-b64 --steps 150 --repeat 3
     .venv/bin/python scripts/bench_throughput.py --accelerator gpu --precision bf16-mixed
+    .venv/bin/python scripts/bench_throughput.py --loader DIR    # data=image_folder's loader only
 
 Three columns, each from the same freshly seeded model (``seed_everything(cfg.seed)``, so every
 side starts from the same weights and batch order):
@@ -32,6 +33,12 @@ from run to run (ours: about 0.5 s of validation, figures and checkpoints, give 
 on a busy 2-core CPU); that noise is divided by ``steps``, so a small model needs more steps (or
 ``--repeat``) than a large one for the same precision. A case whose epoch is shorter than
 ``WARMUP + steps`` batches runs as many steps as the epoch holds (the line above its row says so).
+
+``--loader DIR`` measures the data side alone, on ``data=image_folder data.root=DIR``: the
+training loader's samples/s (batches fetched and normalised, no model) with the decoded images
+in memory (the baseline, from the cache), and streamed from disk (``data.max_memory`` below the
+data's size, so every batch is decoded from its files) with 0 and ``--workers`` loader workers;
+each ratio is against the in-memory rate of the same run.
 
 A 2-core CPU is noisy: ``--repeat N`` runs every measurement N times (interleaved, raw, bare,
 ours) and reports the best: the highest raw samples/s, and for bare and ours the shortest long
@@ -264,6 +271,39 @@ def row(name: str, values: list[float]) -> str:
     return f"| {name} | " + " | ".join(cells) + " |"
 
 
+def loader_rate(root: Path, overrides: list[str], batches: int) -> float:
+    """Samples/s of ``data=image_folder``'s training loader over ``batches`` batches after one
+    untimed batch (workers started, first decode paid)."""
+    cfg = compose_cfg(["data=image_folder", f"data.root={root}", *overrides], ROOT / "outputs")
+    datamodule = instantiate(cfg.data)
+    datamodule.setup()
+    loader = iter(datamodule.train_dataloader())
+    next(loader)
+    samples, start = 0, time.perf_counter()
+    for _ in range(batches):
+        inputs, _ = next(loader)
+        samples += len(inputs)
+    return samples / (time.perf_counter() - start)
+
+
+def loader_table(root: Path, batches: int, workers: int, repeat: int) -> None:
+    """In memory vs streamed from disk, best of ``repeat`` each (see the module docstring)."""
+    streamed = "data.max_memory=0.001"  # MB: below any real folder, so the splits stream
+    sides = {
+        "in memory (cache)": [],
+        "streamed, 0 workers": [streamed],
+        f"streamed, {workers} workers": [streamed, f"data.num_workers={workers}"],
+    }
+    rates = {
+        name: max(loader_rate(root, o, batches) for _ in range(repeat)) for name, o in sides.items()
+    }
+    base = rates["in memory (cache)"]
+    print(f"\ndata=image_folder data.root={root}: {batches} batches, best of {repeat}")
+    print("| loader | samples/s | vs in memory |\n|---|---:|---:|")
+    for name, rate in rates.items():
+        print(f"| {name} | {rate:.0f} | {rate / base:.2f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -276,9 +316,14 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=1, help="runs per measurement; the best is reported"
     )
+    parser.add_argument("--loader", type=Path, help="an image folder: time its loader only")
+    parser.add_argument("--workers", type=int, default=2, help="--loader: streaming workers")
     args = parser.parse_args()
     if args.steps < 1 or args.repeat < 1:
         parser.error("--steps and --repeat must be at least 1")
+    if args.loader is not None:
+        loader_table(args.loader, args.steps, args.workers, args.repeat)
+        return
     device = torch.device("cuda" if args.accelerator == "gpu" else args.accelerator)
 
     header = (
