@@ -171,9 +171,15 @@ def test_a_loss_glob_keeps_the_losses_that_fit_the_data_and_logs_each_skip(make_
     ]
 
 
-def test_a_data_glob_keeps_the_data_the_loss_fits(make_sweeper):
+def test_a_data_glob_keeps_the_data_the_loss_fits(make_sweeper, caplog):
     sweeper, _, _ = make_sweeper("loss=giou")
-    assert jobs_of(sweeper, "data=glob(*)", "loss=giou") == [["data=boxes", "loss=giou"]]
+    with caplog.at_level(logging.INFO, logger="hydra_plugins.losscmp.suite_sweeper"):
+        jobs = jobs_of(sweeper, "data=glob(*)", "loss=giou")
+    # box_csv fits giou's task too, but reads the user's files: without data.root it cannot run
+    assert jobs == [["data=boxes", "loss=giou"]]
+    assert "skipped data=box_csv: it requires data.root" in caplog.messages
+    with_root = jobs_of(sweeper, "data=glob(box_*)", "loss=giou", "data.root=/somewhere")
+    assert with_root == [["data=box_csv", "loss=giou", "data.root=/somewhere"]]
 
 
 def test_a_suite_expands_each_variant_with_its_seeds_and_the_command_line_wins(make_sweeper):

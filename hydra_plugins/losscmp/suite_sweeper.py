@@ -9,6 +9,7 @@ through the configured launcher (basic, joblib, submitit). Without ``suite=...``
 the basic sweeper sweeps, with these additions:
 
 - a ``glob()`` over ``loss`` or ``data`` skips the jobs whose loss does not fit the data's task,
+  and the data configs that need the user's files (``data.root``) none was given for,
   one log line each (``-m 'loss=glob(*)' data=regression`` runs the regression losses). A loss
   named explicitly (``loss=ce,dice``) is never skipped: a misfit fails as its own job with the
   one-line reason, and the comparison report lists it.
@@ -211,19 +212,25 @@ class SuiteSweeper(Sweeper):
         globbed = {o.key_or_group for o in overrides if o.value_type == ValueType.GLOB_CHOICE_SWEEP}
         if not globbed & FIT_CHECKED_GROUPS:
             return jobs
-        return [job for job in jobs if self.loss_fits_data(job)]
+        return [job for job in jobs if self.can_train(job)]
 
     def job_config(self, job: Sequence[str]) -> DictConfig:
         """The job's config, composed as the launcher will compose it."""
         return self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
 
-    def loss_fits_data(self, job: list[str]) -> bool:
-        """Whether the job's loss declares its data's task (the data class's ``task``)."""
+    def can_train(self, job: list[str]) -> bool:
+        """Whether the job's data config has every value it requires (a file config drawn by a
+        glob without its ``data.root`` has not) and its loss declares the data's task (the data
+        class's ``task``)."""
         cfg = self.job_config(job)
+        choices = cfg.hydra.runtime.choices
+        missing = sorted(OmegaConf.missing_keys(cfg.data))  # full keys: data.root
+        if missing:
+            log.info("skipped data=%s: it requires %s", choices.data, ", ".join(missing))
+            return False
         task = get_class(cfg.data._target_).task
         if task in declared_tasks(cfg.loss):
             return True
-        choices = cfg.hydra.runtime.choices
         log.info(
             "skipped loss=%s: it does not fit data=%s (task %s)", choices.loss, choices.data, task
         )
