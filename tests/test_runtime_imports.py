@@ -1,7 +1,8 @@
-"""The runtime imports no test-only library, and the default job no model library it does not use:
+"""The runtime imports no test-only library, and the default job no library it does not use:
 ``python train.py`` trains with ``hypothesis`` (the fuzz strategies live under ``tests/``), ``timm``
 and ``segmentation_models_pytorch`` (imported seconds long, only when ``model=timm`` or
-``model=smp`` is built) unimportable."""
+``model=smp`` is built), ``pandas`` and ``pyarrow`` (only when ``data=table`` reads its file)
+unimportable."""
 
 import json
 import os
@@ -15,7 +16,8 @@ from task_examples import tiny_budget
 ROOT = Path(__file__).resolve().parent.parent
 # a test dependency (requirements.txt), not a runtime one; the model libraries of model=timm and
 # model=smp, which the default job (model=unet) must not import
-BLOCKED = ("hypothesis", "timm", "segmentation_models_pytorch")
+# and the readers of data=table
+BLOCKED = ("hypothesis", "timm", "segmentation_models_pytorch", "pandas", "pyarrow")
 
 
 def test_a_tiny_default_training_runs_without_the_blocked_packages(tmp_path: Path):

