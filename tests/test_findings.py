@@ -242,3 +242,29 @@ def test_relabel_carries_the_checked_regime_over(tmp_path):
     results, regime = evaluation.relabel(record, SimpleNamespace(**vars(spec), regime=[changed]))
     rows = {row["key"]: row for row in results[0].rows}
     assert regime is None and rows["ce"]["regime"] == [] and rows["v"]["label"] == "supported"
+
+
+def test_what_to_pick_names_the_loss_to_pick_and_the_regime_caveats():
+    """A supported "worse" expectation recommends the baseline, not the variant expected worse;
+    the variants' regime flags stand beside the answer."""
+    from trainer.analysis.findings import writing
+
+    stopped = "not completed: 6 stopped of 6 runs"
+    rows = [
+        {"key": "bce", "verdict": "baseline", "regime": ["budget too short: val/dice rose"]},
+        {"key": "bce_manual", "expected": "worse by 1", "label": "supported", "regime": [stopped]}
+        | {"diff": 20.0, "diff_ci_low": None, "diff_ci_high": None},
+    ]
+    record = {
+        "name": "numerical_stability",
+        "checks": [{"metric": "nonfinite/skipped", "baseline": "bce", "rows": rows}],
+        "seeds": [0, 1],
+        "variants": {"bce": [], "bce_manual": []},
+        "wall_s": 40.0,
+        "jobs": 2,
+        "regime_checked": True,
+    }
+    line = writing._pick_line(record)
+    assert "`bce` over `bce_manual` on nonfinite/skipped (`bce_manual` worse by 1" in line
+    assert "Regime flags: `bce` budget too short; `bce_manual` not completed." in line
+    assert "About 20 CPU-s per run." in line

@@ -395,17 +395,22 @@ def _effect(row: dict[str, Any]) -> str:
 
 
 def _pick_line(record: dict[str, Any]) -> str:
-    """One finding's answer: the expectations its evidence supports, with their effects, and
-    what it leaves open; the CPU cost of one of its runs."""
-    supported, open_ = [], []
+    """One finding's answer: the expectations its evidence supports, with their effects (the
+    loss to pick first: the baseline where the variant was expected worse), what it leaves
+    open, the regime flags of its variants (the caveats), and the CPU cost of one run."""
+    supported, open_, caveats = [], [], {}
     for check in record["checks"]:
         base = next((r["key"] for r in check["rows"] if r.get("verdict") == "baseline"), "")
+        base = base or check["baseline"]
         for row in check["rows"]:
+            for flag in row.get("regime") or []:
+                caveats.setdefault(row["key"], set()).add(flag.split(":")[0])
             if not row.get("label"):
                 continue
-            what = f"`{row['key']}` over `{base or check['baseline']}` on {check['metric']}"
+            pair = (base, row["key"]) if row["expected"].startswith("worse") else (row["key"], base)
+            what = f"`{pair[0]}` over `{pair[1]}` on {check['metric']}"
             if row["label"] == "supported":
-                supported.append(f"{what} ({row['expected']}: {_effect(row)})")
+                supported.append(f"{what} (`{row['key']}` {row['expected']}: {_effect(row)})")
             else:
                 open_.append(f"{what} {row['label']}")
     runs = len(record["seeds"]) * len(record["variants"])
@@ -414,6 +419,9 @@ def _pick_line(record: dict[str, Any]) -> str:
     line += "; ".join(supported) if supported else "nothing supported"
     if open_:
         line += f". Open: {'; '.join(open_)}"
+    if caveats:
+        flagged = (f"`{key}` {', '.join(sorted(flags))}" for key, flags in caveats.items())
+        line += f". Regime flags: {'; '.join(flagged)}"
     line += f". About {cpu:.0f} CPU-s per run"
     if not record.get("regime_checked", False):
         line += "; regime not checked (labels recomputed without the runs)"
