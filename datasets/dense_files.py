@@ -31,6 +31,7 @@ from datasets.files import (
     MODES,
     FileDataModule,
     as_uint8,
+    check_decoding,
     image_size_of,
     list_images,
     read_images,
@@ -130,10 +131,7 @@ class DenseFileDataModule(FileDataModule):
         max_memory: float = DEFAULT_MAX_MEMORY,
     ) -> None:
         super().__init__(root, batch_size, eval_batch_size, num_workers, cache_dir, max_memory)
-        if channels not in MODES:
-            raise DataError(
-                f"{self.name}: expected data.channels 1 (grayscale) or 3 (RGB), got {channels}"
-            )
+        check_decoding(self.name, channels, "bilinear")
         if image_size is not None:
             check_range(self.name, "image_size", image_size, 8)
         self.in_channels = channels

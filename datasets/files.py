@@ -79,7 +79,7 @@ def list_images(directory: Path, name: str) -> list[Path]:
     return images
 
 
-def _check_decoding(name: str, channels: int, resample: str) -> None:
+def check_decoding(name: str, channels: int, resample: str) -> None:
     if channels not in MODES:
         raise DataError(f"{name}: expected data.channels 1 (grayscale) or 3 (RGB), got {channels}")
     if resample not in RESAMPLING:
@@ -145,7 +145,7 @@ def read_images(
     Images are converted to the mode first, then resized (PIL's resize, which filters over the
     whole source footprint when shrinking).
     """
-    _check_decoding(name, channels, resample)
+    check_decoding(name, channels, resample)
     mode, out, first = MODES[channels], None, None
     for i, path in enumerate(paths):
         image = _decode(Path(path), name, mode)
@@ -429,7 +429,7 @@ class FileDataModule(InMemoryDataModule):
         """``build()``'s tensors (``images`` among them), decoded once and cached, when the
         images fit ``max_memory``; None when they must stream from disk (their sizes checked).
         ``options`` are what else, beside the decoding, shapes ``build()``'s tensors."""
-        _check_decoding(self.name, channels, resample)
+        check_decoding(self.name, channels, resample)
         if not self.fits_in_memory(files, channels, image_size):
             if image_size is None:
                 self.check_sizes(files)
