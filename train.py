@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from trainer.cli import command_line_error, help_page, hydra_arguments, one_line
 from trainer.config import register_resolvers
+from trainer.preemption import Preempted, hand_over
 from trainer.search.trials import objective
 
 register_resolvers()
@@ -42,6 +43,12 @@ def main(cfg: DictConfig) -> float | None:
     the run failed."""
     try:
         train(cfg)
+    except Preempted as stop:
+        # status.json says preempted, the checkpoint is saved: the signal goes on to whoever
+        # requeues the job (submitit, SLURM), and the process ends; a sweep in this process ends
+        # with it (its other jobs would be preempted too)
+        hand_over(stop)
+        sys.exit(f"train.py: {stop}; continue with: python train.py resume={cfg.paths.output_dir}")
     except Exception as error:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             # one failed job must not cost the sweep its other jobs: status.json holds the

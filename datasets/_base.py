@@ -75,24 +75,75 @@ class EpochShuffle(Sampler[int]):
     """A fresh permutation each epoch, drawn from ``(seed, epoch)`` alone.
 
     Lightning calls ``set_epoch`` at the start of every epoch, so a run resumed from a checkpoint
-    sees the same batch order as an uninterrupted one. ``seed`` defaults to the one
+    sees the same batch order as an uninterrupted one; ``resume_at`` skips the start of an
+    epoch's permutation that a preempted run had trained. ``seed`` defaults to the one
     ``seed_everything`` set for the run.
+
+    >>> order = EpochShuffle(6, seed=0)
+    >>> order.set_epoch(2)
+    >>> whole = list(order)
+    >>> order.resume_at(2, batches=2, batch_size=2)
+    >>> list(order) == whole[4:], list(order) == whole  # the skip applies once
+    (True, True)
     """
 
     def __init__(self, size: int, seed: int | None = None) -> None:
         self.size = size
         self.seed = torch.initial_seed() if seed is None else seed
         self.epoch = 0
+        self.skip: tuple[int, int] | None = None  # (epoch, samples already trained in it)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def resume_at(self, epoch: int, batches: int, batch_size: int) -> None:
+        """The next pass over ``epoch`` starts after its first ``batches`` batches."""
+        self.epoch = epoch
+        self.skip = (epoch, batches * batch_size)
+
     def __iter__(self):
         generator = torch.Generator().manual_seed(hash((self.seed, self.epoch)) & (2**63 - 1))
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+        order = torch.randperm(self.size, generator=generator).tolist()
+        if self.skip is not None and self.skip[0] == self.epoch:
+            order = order[self.skip[1] :]
+            self.skip = None
+        return iter(order)
 
     def __len__(self) -> int:
         return self.size
+
+
+class ResumableLoader(DataLoader):
+    """A training loader whose epoch can resume at the batch where a preempted run stopped.
+
+    Lightning saves a training loader's ``state_dict`` in every checkpoint and gives it back to
+    ``load_state_dict`` before the resumed run draws its first batch (its interface for resumable
+    loaders). The preemption callback (``trainer.callbacks.preemption``) sets ``position``, the
+    epoch and the batches trained in it, just before it saves; on load, the loader's order
+    (:class:`EpochShuffle`, or a batch sampler with ``resume_at``) skips those batches. Other
+    checkpoints (each epoch's) hold no position: they resume at an epoch's start.
+    """
+
+    position: tuple[int, int] | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        if self.position is None:
+            return {}
+        epoch, batches = self.position
+        return {"epoch": epoch, "batches": batches}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if not state:
+            return
+        for order in (self.batch_sampler, self.sampler):
+            if hasattr(order, "resume_at"):
+                order.resume_at(state["epoch"], state["batches"], self.batch_size or 1)
+                return
+        raise ValueError(
+            f"resume: the checkpoint stopped at batch {state['batches']} of epoch "
+            f"{state['epoch']}, but this loader's order ({type(self.sampler).__name__}) cannot "
+            "skip to it"
+        )
 
 
 class InMemoryDataModule(L.LightningDataModule):
@@ -164,7 +215,7 @@ class InMemoryDataModule(L.LightningDataModule):
     def _loader(self, split: str, train: bool) -> DataLoader:
         self.setup()
         dataset = self.splits[split]
-        return DataLoader(
+        return (ResumableLoader if train else DataLoader)(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
             sampler=EpochShuffle(len(dataset)) if train else None,

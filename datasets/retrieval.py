@@ -33,7 +33,13 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
-from datasets._base import InMemoryDataModule, TensorBatches, keep_batch, to_unit
+from datasets._base import (
+    InMemoryDataModule,
+    ResumableLoader,
+    TensorBatches,
+    keep_batch,
+    to_unit,
+)
 from datasets._render import GENERATION_CHUNK, cached, pixel_grid
 from losses.checks import check_range
 
@@ -202,6 +208,7 @@ class PKBatchSampler(Sampler[list[int]]):
         self.num_replicas, self.rank = num_replicas, rank
         self.epoch = 0
         self._iterations = 0  # iterations since the last set_epoch
+        self._skip: tuple[int, int] | None = None  # (epoch, batches a preempted run trained)
         # Lightning calls set_epoch on ``loader.sampler`` and ``loader.batch_sampler.sampler``, not
         # on the batch sampler itself: expose ourselves there
         self.sampler = self
@@ -209,6 +216,12 @@ class PKBatchSampler(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
         self._iterations = 0
+
+    def resume_at(self, epoch: int, batches: int, batch_size: int) -> None:
+        """The next pass over ``epoch`` starts after its first ``batches`` batches (a preempted
+        run's, ``ResumableLoader``); ``batch_size`` is the loader's, which has none here."""
+        self.set_epoch(epoch)
+        self._skip = (epoch, batches)
 
     def __len__(self) -> int:
         per_epoch = self.p * self.k * self.num_replicas
@@ -219,7 +232,9 @@ class PKBatchSampler(Sampler[list[int]]):
         key = hash((self.seed, self.epoch, self._iterations, self.rank)) & (2**63 - 1)
         self._iterations += 1
         g = torch.Generator().manual_seed(key)
-        for _ in range(len(self)):
+        skip = self._skip[1] if self._skip is not None and self._skip[0] == self.epoch else 0
+        self._skip = None
+        for number in range(len(self)):
             batch = []
             for c in torch.randperm(len(self.class_indices), generator=g)[: self.p].tolist():
                 members = self.class_indices[c]
@@ -228,7 +243,8 @@ class PKBatchSampler(Sampler[list[int]]):
                 else:
                     pick = torch.randint(len(members), (self.k,), generator=g)
                 batch.extend(members[pick].tolist())
-            yield batch
+            if number >= skip:  # the skipped batches are still drawn: the generator moves on
+                yield batch
 
 
 class RetrievalDataModule(InMemoryDataModule):
@@ -312,7 +328,7 @@ class RetrievalDataModule(InMemoryDataModule):
             num_replicas=trainer.world_size if trainer is not None else 1,
             rank=trainer.global_rank if trainer is not None else 0,
         )
-        return DataLoader(
+        return ResumableLoader(
             dataset,
             batch_sampler=sampler,
             collate_fn=keep_batch,

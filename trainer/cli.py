@@ -17,6 +17,7 @@ from hydra.core.object_type import ObjectType
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob, Override, QuotedString
 from hydra.errors import HydraException
+from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from datasets.errors import DataError
@@ -244,17 +245,55 @@ def unwritable_output(args: list[str]) -> str | None:
     return None
 
 
+# overrides a resumed run may change: how it shows progress, not what it trains
+RESUME_MAY_CHANGE = ("trainer.enable_progress_bar",)
+
+
+def resumed_overrides(args: list[str]) -> tuple[list[str], str | None]:
+    """With ``resume=RUN_DIR``: the run's own overrides (its ``.hydra/overrides.yaml``) that the
+    command line does not repeat, and one line when the command line gives one of them another
+    value (a resumed run continues the config it was trained with); ``[]`` and None without.
+
+    ``python train.py resume=DIR`` alone thus continues ``loss=focal data=regression`` as such,
+    where Hydra alone would compose the defaults around the checkpoint.
+    """
+    overrides = parse_overrides(args)
+    run_dir = next(
+        (_unquoted(o.value()) for o in overrides if o.key_or_group == "resume" and o.value()), None
+    )
+    saved = Path(str(run_dir)) / ".hydra" / "overrides.yaml" if run_dir else None
+    if saved is None or not saved.is_file():
+        return [], None
+    given = {o.key_or_group.lstrip("+~"): o for o in overrides}
+    restored = []
+    for override in parse_overrides([str(line) for line in OmegaConf.load(saved)]):
+        key = override.key_or_group.lstrip("+~")
+        if key == "resume":
+            continue
+        if key not in given:
+            restored.append(override.input_line)
+        elif given[key].input_line != override.input_line and key not in RESUME_MAY_CHANGE:
+            return [], (
+                f"resume: {run_dir} was trained with {override.input_line}; "
+                f"{given[key].input_line} would change the run it continues: leave it out "
+                "(resume= restores the run's own overrides)"
+            )
+    return restored, None
+
+
 def hydra_arguments(args: list[str]) -> list[str]:
-    """The command line as Hydra reads it: the sweeper's settings by their short names
-    (``dry_run=true``, ``tune=true``, ``search.n_trials=20``) under ``hydra.sweeper``, where the
-    suite sweeper declares them; a flag's value (``--cfg job``, ``-p loss``) as it is.
+    """The command line as Hydra reads it: a resumed run's own overrides first
+    (:func:`resumed_overrides`), the sweeper's settings by their short names (``dry_run=true``,
+    ``tune=true``, ``search.n_trials=20``) under ``hydra.sweeper``, where the suite sweeper
+    declares them; a flag's value (``--cfg job``, ``-p loss``) as it is.
 
     >>> hydra_arguments(["-m", "suite=boxes", "dry_run=true", "-p", "search"])
     ['-m', 'suite=boxes', 'hydra.sweeper.dry_run=true', '-p', 'search']
     """
+    restored, _ = resumed_overrides(args)
     return [
         arg if before in VALUE_FLAGS else sweeper_argument(arg)
-        for before, arg in pairwise(["", *args])  # each argument with the one before it
+        for before, arg in pairwise(["", *restored, *args])  # each argument with the one before
     ]
 
 
@@ -297,4 +336,9 @@ def help_page(args: list[str], conf_dir: Path = CONF_DIR) -> str | None:
 
 def command_line_error(args: list[str]) -> str | None:
     """The first pre-check that fails, as one line; None when the command line may go to Hydra."""
-    return unknown_choice(args) or multirun_misuse(args) or unwritable_output(args)
+    return (
+        resumed_overrides(args)[1]
+        or unknown_choice(args)
+        or multirun_misuse(args)
+        or unwritable_output(args)
+    )

@@ -142,6 +142,23 @@ def checkpoint_step(run_dir: str | None) -> int | None:
     )
 
 
+def run_stamp() -> str:
+    """The last part of a single run's dir: the time (``2026-11-23_10-00-00_123456``), or in a
+    SLURM batch job ``slurm-<job id>``, so that the job, requeued after a preemption, runs the
+    same command into the same dir and continues there (``trainer.run.continue_if_preempted``).
+    An interactive allocation (job name ``bash`` or ``interactive``, Lightning's rule too) holds
+    many runs: there, the time."""
+    import os
+    from datetime import datetime
+
+    from trainer.preemption import slurm_job_id
+
+    job = slurm_job_id()
+    if job is not None and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
+        return f"slurm-{job}"
+    return datetime.now().strftime("%Y-%m-%d_%H-%M-%S_%f")
+
+
 def register_resolvers() -> None:
     """The config's own resolvers (run names, resume); Hydra resolves run dirs with them."""
     OmegaConf.register_new_resolver("run_name", run_name, replace=True)
@@ -150,3 +167,5 @@ def register_resolvers() -> None:
     )
     OmegaConf.register_new_resolver("last_checkpoint", last_checkpoint, replace=True)
     OmegaConf.register_new_resolver("checkpoint_step", checkpoint_step, replace=True)
+    # cached, as Hydra's own ${now:}: every reading of the run dir gives the same time
+    OmegaConf.register_new_resolver("run_stamp", run_stamp, replace=True, use_cache=True)

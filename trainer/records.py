@@ -22,6 +22,7 @@ from tensorboard.plugins.hparams import summary_v2 as hparams_summary
 
 from trainer.config import ConfigError
 from trainer.hparams_experiment import experiment_summary
+from trainer.preemption import Preempted
 from trainer.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -265,25 +266,35 @@ def selection(
 
 class StatusRecord(dict):
     """The fields of ``status.json``; every change is written at once, so a killed run still
-    says what it was (``running``, its task, its warnings)."""
+    says what it was (``running``, its task, its warnings, the preemptions it resumed from)."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(status="running")
+    def __init__(self, path: Path, **fields: Any) -> None:
+        super().__init__(status="running", pid=os.getpid(), **fields)
         self.path = path
         self.save()
 
     @classmethod
-    def create(cls, output_dir: Path) -> "StatusRecord":
-        """The record of a run starting in ``output_dir`` (created if need be)."""
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
-        return cls(Path(output_dir) / "status.json")
+    def create(cls, output_dir: Path, resumed: bool = False) -> "StatusRecord":
+        """The record of a run starting in ``output_dir`` (created if need be); a ``resumed``
+        run keeps the ``preemptions`` its earlier record lists."""
+        path = Path(output_dir) / "status.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        earlier = json.loads(path.read_text()) if resumed and path.is_file() else {}
+        kept = {"preemptions": earlier["preemptions"]} if earlier.get("preemptions") else {}
+        return cls(path, **kept)
 
     def update(self, *args: Any, **fields: Any) -> None:
         super().update(*args, **fields)
         self.save()
 
     def fail(self, error: BaseException) -> None:
-        """The run ends as ``failed``, with the error's type and message."""
+        """The run ends as ``failed``, with the error's type and message; or, stopped by a
+        preemption (:class:`~trainer.preemption.Preempted`), as ``preempted``, where and with
+        which checkpoint added to its ``preemptions``."""
+        if isinstance(error, Preempted):
+            self.setdefault("preemptions", []).append(error.record)
+            self.update(status="preempted")
+            return
         self.update(status="failed", error=f"{type(error).__name__}: {error}")
 
     def warn(self, message: str) -> None:
@@ -300,13 +311,13 @@ class StatusRecord(dict):
 
 
 @contextmanager
-def recorded_status(output_dir: Path) -> Iterator[StatusRecord]:
+def recorded_status(output_dir: Path, resumed: bool = False) -> Iterator[StatusRecord]:
     """``status.json`` in the run dir: ``running``, then what the run ends as.
 
     The body may set ``status`` (``completed`` or ``stopped``) and add fields; an exception is
-    recorded as ``failed`` with its message, then propagates.
+    recorded as ``failed`` with its message (a preemption as ``preempted``), then propagates.
     """
-    record = StatusRecord.create(output_dir)
+    record = StatusRecord.create(output_dir, resumed)
     try:
         yield record
     except BaseException as error:

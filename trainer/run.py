@@ -6,6 +6,7 @@ preflighted, callbacks, loggers with the run's hyperparameters, fit, test, final
 each of its variants around one shared fit and test.
 """
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -13,11 +14,14 @@ from typing import Any
 
 import lightning as L
 from hydra.utils import get_class, instantiate
+from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
+from trainer.config import ConfigError
 from trainer.module import LossExperiment
+from trainer.preemption import handlers_restored
 from trainer.preflight import check_run, preflight
 from trainer.records import (
     StatusRecord,
@@ -45,7 +49,10 @@ def train(
     ``in_sweep`` whether it is one of a multirun's): fit, test, and the records in its run dir;
     returns its final metrics."""
     output_dir = Path(cfg.paths.output_dir)
-    with recorded_status(output_dir) as status:
+    continue_if_preempted(cfg, output_dir)
+    resumed = cfg.resume is not None
+    with handlers_restored(), recorded_status(output_dir, resumed) as status:
+        check_accelerator(cfg.trainer)
         datamodule, task = seed_and_data(cfg)
         experiment = build_experiment(cfg, choices, datamodule, task, status)
         callbacks = [instantiate(node) for node in callback_nodes(cfg)]
@@ -63,6 +70,34 @@ def train(
         end_records(status, loggers, trainer.global_step, metrics, callbacks, chosen)
     log.info("run dir: %s", output_dir)
     return metrics
+
+
+def continue_if_preempted(cfg: DictConfig, output_dir: Path) -> None:
+    """A run whose dir says it was preempted (a requeued cluster job, a sweep started again with
+    the same ``hydra.sweep.dir``) continues from its checkpoint, as ``resume=<its dir>`` would:
+    no option needed. A run given ``resume`` or ``ckpt_path`` is left as it was given."""
+    status = output_dir / "status.json"
+    if cfg.resume is not None or cfg.ckpt_path is not None or not status.is_file():
+        return
+    if json.loads(status.read_text()).get("status") == "preempted":
+        log.info("%s was preempted: it continues from its checkpoint", output_dir)
+        cfg.resume = str(output_dir)
+
+
+def check_accelerator(trainer_cfg: DictConfig) -> None:
+    """``trainer.accelerator=gpu`` (``trainer=gpu``) on a machine without one is one line, before
+    anything is built (Lightning would fail in its accelerator connector)."""
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    if accelerator not in ("gpu", "cuda", "mps"):
+        return
+    found = CUDAAccelerator.is_available() or (
+        accelerator != "cuda" and MPSAccelerator.is_available()
+    )
+    if not found:
+        raise ConfigError(
+            f"trainer.accelerator={accelerator}, but torch finds no GPU on this machine: "
+            "leave trainer=gpu out (accelerator auto uses a GPU when there is one)"
+        )
 
 
 def seed_and_data(cfg: DictConfig) -> tuple[L.LightningDataModule, Task]:

@@ -69,7 +69,9 @@ def load_run(status_path: Path) -> Run:
         seed=int(config.seed),
         config=config,
         status=status["status"],
-        reason=status.get("error") or status.get("stop_reason") or "",
+        reason=(
+            status.get("error") or status.get("stop_reason") or preempted_reason(status, run_dir)
+        ),
         metrics=status.get("metrics", {}),
         nonfinite=sum(nonfinite["counts"].values()),
         task=status.get("task"),
@@ -130,6 +132,18 @@ def per_seed(runs: list[Run], metric: str) -> dict[int, float]:
         if not math.isnan(value):
             values[run.seed].append(float(value))
     return {seed: statistics.fmean(v) for seed, v in sorted(values.items())}
+
+
+def preempted_reason(status: dict, run_dir: Path) -> str:
+    """What a run that ended preempted (and was not requeued) needs: where it stopped, and the
+    command that continues it; ``""`` for any other run."""
+    if status.get("status") != "preempted" or not status.get("preemptions"):
+        return ""
+    last = status["preemptions"][-1]
+    return (
+        f"by {last['signal']} at step {last['step']}, checkpoint saved: continue with "
+        f"python train.py resume={run_dir}"
+    )
 
 
 def status_counts(runs: list[Run]) -> str:

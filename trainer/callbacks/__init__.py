@@ -1,6 +1,7 @@
 """Callbacks every run uses: the non-finite guard (with gradient norm), the checkpoints, the
-picture grid, the task's figures and PR curves, the embedding projector and the throughput meter;
-one module each, the configs name them from here (``conf/callbacks/default.yaml``).
+preemption checkpoint, the picture grid, the task's figures and PR curves, the embedding projector
+and the throughput meter; one module each, the configs name them from here
+(``conf/callbacks/default.yaml``).
 
 The ones that look at a run's model, metrics, loggers or run dir derive from
 :class:`~trainer.callbacks.variant.VariantCallback` and take a ``variant``: None in a sequential
@@ -11,6 +12,7 @@ that variant.
 from trainer.callbacks.checkpoint import Checkpoint, TaskCheckpoint
 from trainer.callbacks.nonfinite import NonFiniteError, NonFiniteGuard
 from trainer.callbacks.pictures import EmbeddingProjector, PictureGrid, TaskFigures
+from trainer.callbacks.preemption import Preemption
 from trainer.callbacks.throughput import Throughput
 from trainer.callbacks.variant import Scope, VariantCallback
 
@@ -20,6 +22,7 @@ __all__ = [
     "NonFiniteError",
     "NonFiniteGuard",
     "PictureGrid",
+    "Preemption",
     "Scope",
     "TaskCheckpoint",
     "TaskFigures",

@@ -12,7 +12,7 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig
 
-from trainer.callbacks import Throughput, VariantCallback
+from trainer.callbacks import Preemption, Throughput, VariantCallback
 from trainer.lockstep.group import LockstepExperiment
 from trainer.lockstep.routing import VariantCheckpointIO, VariantLoggers, variant_values
 from trainer.module import LossExperiment
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 # callbacks one instance of which serves the whole group: what they show or log is the group's
 # own (the shared data pass's progress and samples/s) or named per parameter group (learning
 # rates)
-SHARED_CALLBACKS = (LearningRateMonitor, ProgressBar, Throughput)
+SHARED_CALLBACKS = (LearningRateMonitor, ProgressBar, Throughput, Preemption)
 SINGLE_DEVICE_STRATEGIES = ("auto", "single_device")
 
 
