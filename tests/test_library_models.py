@@ -151,7 +151,7 @@ def test_library_model_trains_a_tiny_epoch(make_cfg, tmp_path: Path, data, model
     metrics = train(make_cfg(f"data={data}", f"model={model}"))
     assert json.loads((tmp_path / "status.json").read_text())["status"] == "completed"
     assert math.isfinite(metrics["train/loss_epoch"]) and math.isfinite(metrics["test/loss"])
-    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     name, shape = head
     assert list(checkpoint["state_dict"][f"model.{name}"].shape) == shape
     assert checkpoint["global_step"] > 0

@@ -159,8 +159,8 @@ def test_last_checkpoint_is_the_last_epoch_even_when_it_did_not_improve(make_cfg
     # still continue from the last epoch (Lightning's save_last skips epochs that did not improve)
     train(make_cfg("trainer.max_epochs=3", "optimizer.lr=0.0"))
     checkpoints = tmp_path / "checkpoints"
-    last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=False)
-    best = torch.load(checkpoints / "best.ckpt", map_location="cpu", weights_only=False)
+    last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
+    best = torch.load(checkpoints / "best.ckpt", map_location="cpu", weights_only=True)
     steps_per_epoch = 4  # FAST_TRAINER's limit_train_batches
     assert (last["epoch"], last["global_step"]) == (2, 3 * steps_per_epoch)
     assert (best["epoch"], best["global_step"]) == (0, steps_per_epoch)

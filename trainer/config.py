@@ -138,7 +138,7 @@ def checkpoint_step(run_dir: str | None) -> int | None:
     return (
         None
         if path is None
-        else int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+        else int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
     )
 
 

@@ -59,12 +59,13 @@ def train(
         loggers = start_records(cfg, choices, overrides, metric_tags(task), status, in_sweep)
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
 
-        trainer.fit(experiment, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        # a checkpoint holds tensors and plain values only: loaded without unpickling code
+        trainer.fit(experiment, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
         # the test loop resets what fit logged: take it first
         fit_metrics = final_metrics(trainer.callback_metrics) | nonfinite_counts(callbacks)
         tested = weights_to_test(trainer.checkpoint_callback, cfg.test_ckpt)
         if not cfg.skip_test:  # search trials: the test split never guides a search
-            trainer.test(experiment, datamodule=datamodule, ckpt_path=tested)
+            trainer.test(experiment, datamodule=datamodule, ckpt_path=tested, weights_only=True)
         metrics = fit_metrics | final_metrics(trainer.callback_metrics)
         chosen = selection(trainer.checkpoint_callback, task, tested, fit_metrics)
         end_records(status, loggers, trainer.global_step, metrics, callbacks, chosen)
