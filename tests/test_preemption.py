@@ -17,6 +17,7 @@ from train_cli import run_train
 from datasets._base import EpochShuffle
 from datasets.retrieval import PKBatchSampler
 from trainer import preemption
+from trainer.analysis.runs import load_run
 from trainer.cli import resumed_overrides
 
 TESTS = Path(__file__).resolve().parent
@@ -90,6 +91,11 @@ def test_a_sigterm_saves_at_the_next_batch_and_resume_alone_ends_as_if_uninterru
     assert (preempted["epoch"], preempted["batches_in_epoch"]) == (1, 5)  # mid-epoch
     saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["global_step"] == SAVED_STEP
+    # what a comparison report lists for it while it has not continued
+    assert load_run(run_dir / "status.json").reason == (
+        f"by SIGTERM at step {SAVED_STEP}, checkpoint saved: continue with python train.py "
+        f"resume={run_dir}"
+    )
 
     # the run's own overrides come back from its .hydra/overrides.yaml: nothing else is given
     resumed = run_train(f"resume={run_dir}", env=ON_PATH)
