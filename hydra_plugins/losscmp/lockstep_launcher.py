@@ -7,8 +7,15 @@ Jobs whose overrides are equal once the ``loss`` group and the ``loss.*`` values
 form a group (a suite's variants at one seed, a grid's points at one learning rate), and each
 group trains in one process and one pass over the data (``trainer/lockstep/``); groups run
 one after another, at most ``max_variants`` jobs each. A job that has no partner, or whose
-config cannot train in lockstep (several devices, fp16 loss scaling, resume, ``nan_policy=raise``,
-a callback that cannot serve one variant), runs as an ordinary job, with one log line saying why.
+config cannot train in lockstep (several devices, fp16 loss scaling, a given ``resume`` or
+``ckpt_path``, ``nan_policy=raise``, a callback that cannot serve one variant), runs as an
+ordinary job, with one log line saying why.
+
+A preempted group (every training variant checkpointed, ``trainer/lockstep/preemption.py``) ends
+the sweep's process as ``train.py`` does, its signal handed over to whoever requeues the job; the
+same command with the same ``hydra.sweep.dir`` continues the group from its variants'
+checkpoints, or, where it cannot continue as a group, runs its jobs alone (each preempted one
+continuing from its own checkpoint), with one log line saying why.
 
 Hydra's per-job bookkeeping is Hydra's own: every job of a group goes through ``run_job``, which
 makes its run dir, writes ``.hydra/`` and sets ``HydraConfig`` while the job's config is resolved
