@@ -7,8 +7,15 @@ Jobs whose overrides are equal once the ``loss`` group and the ``loss.*`` values
 form a group (a suite's variants at one seed, a grid's points at one learning rate), and each
 group trains in one process and one pass over the data (``trainer/lockstep/``); groups run
 one after another, at most ``max_variants`` jobs each. A job that has no partner, or whose
-config cannot train in lockstep (several devices, fp16 loss scaling, resume, ``nan_policy=raise``,
-a callback that cannot serve one variant), runs as an ordinary job, with one log line saying why.
+config cannot train in lockstep (several devices, fp16 loss scaling, a given ``resume`` or
+``ckpt_path``, ``nan_policy=raise``, a callback that cannot serve one variant), runs as an
+ordinary job, with one log line saying why.
+
+A preempted group (every training variant checkpointed, ``trainer/lockstep/preemption.py``) ends
+the sweep's process as ``train.py`` does, its signal handed over to whoever requeues the job; the
+same command with the same ``hydra.sweep.dir`` continues the group from its variants'
+checkpoints, or, where it cannot continue as a group, runs its jobs alone (each preempted one
+continuing from its own checkpoint), with one log line saying why.
 
 Hydra's per-job bookkeeping is Hydra's own: every job of a group goes through ``run_job``, which
 makes its run dir, writes ``.hydra/`` and sets ``HydraConfig`` while the job's config is resolved
@@ -23,6 +30,7 @@ Hydra imports every plugin module at each start (``--help`` too): the training r
 """
 
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +40,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from trainer.preemption import Preempted, hand_over
 from trainer.search.trials import objective
 
 log = logging.getLogger(__name__)
@@ -142,12 +151,17 @@ class LockstepLauncher(Launcher):
 
     def _run_group(self, configs: Sequence[DictConfig]) -> list[JobReturn]:
         """Each job through ``run_job`` (run dir, ``.hydra/``, ``HydraConfig``) with a task that
-        only resolves its config; then the group trains, and each return gets its objective."""
-        from trainer.lockstep import Variant, train_lockstep
+        only resolves its config (a preempted job's to continue from its checkpoint); then the
+        group trains, and each return gets its objective. A group that cannot continue as a
+        group runs its jobs alone, each preempted one continuing from its own checkpoint."""
+        from trainer.lockstep import Variant
+        from trainer.lockstep.preemption import continuation_blocker
+        from trainer.run import continue_if_preempted
 
         variants: list[Variant] = []
 
         def resolve(task_cfg: DictConfig) -> None:
+            continue_if_preempted(task_cfg, Path(task_cfg.paths.output_dir))
             resolved = OmegaConf.create(OmegaConf.to_container(task_cfg, resolve=True))
             hydra = HydraConfig.get()
             variants.append(
@@ -155,22 +169,42 @@ class LockstepLauncher(Launcher):
             )
 
         returns = [self._run(config, resolve) for config in configs]
+        preempted = [v.cfg.resume is not None for v in variants]
+        if blocker := continuation_blocker(preempted, [v.output_dir for v in variants]):
+            for ret in returns:
+                log.info("\t#%s alone (%s)", ret.hydra_cfg.hydra.job.num, blocker)
+            return [self._run(config, self.task_function) for config in configs]
         for ret, variant in zip(returns, variants, strict=True):
             log.info("\t#%s in lockstep: %s", ret.hydra_cfg.hydra.job.num, variant.output_dir)
+        self._train(variants, returns)
+        for ret, variant in zip(returns, variants, strict=True):
+            ret.return_value = objective(variant.output_dir)
+        return returns
+
+    def _train(self, variants: Sequence, returns: Sequence[JobReturn]) -> None:
+        """The group's training, its log lines in each job's log file. A failed group is in each
+        status.json and the sweep goes on, as train.py's main in a multirun; a preempted one ends
+        the sweep's process, as train.py's main does, after handing its signal over."""
+        from trainer.lockstep import train_lockstep
+
         log_files = self._log_to_every_job(returns)
         try:
             train_lockstep(variants)
+        except Preempted as stop:
+            # each variant's status.json says how the preemption left it: the signal
+            # goes on to whoever requeues the job (submitit, SLURM), and the process ends (the
+            # sweep's other groups would be preempted too)
+            hand_over(stop)
+            sys.exit(
+                f"train.py: lockstep group {stop}; every variant's checkpoint is in its run dir: "
+                f"the same command with hydra.sweep.dir={self.config.hydra.sweep.dir} continues it"
+            )
         except Exception:
-            # as train.py's main in a multirun: the group's failure is in each status.json,
-            # the sweep goes on with the next group
             log.exception("lockstep group failed; the sweep goes on")
         finally:
             for handler in log_files:
                 logging.getLogger().removeHandler(handler)
                 handler.close()
-        for ret, variant in zip(returns, variants, strict=True):
-            ret.return_value = objective(variant.output_dir)
-        return returns
 
     def _log_to_every_job(self, returns: Sequence[JobReturn]) -> list[logging.Handler]:
         """The group's log lines into each job's own log file (``<run dir>/<job name>.log``)."""

@@ -93,19 +93,29 @@ class Preemption(L.Callback):
         epoch, trained = trainer.current_epoch, batch_idx + 1
         for loader in _train_loaders(trainer):
             loader.position = (epoch, trained)
-        partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        trainer.save_checkpoint(partial)
-        trainer.strategy.barrier("preemption checkpoint")
-        if trainer.is_global_zero:
-            os.replace(partial, self.path)
         record = {
             "step": trainer.global_step,
             "epoch": epoch,
             "batches_in_epoch": trained,
-            "checkpoint": str(self.path),
+            **self.write_checkpoints(trainer, pl_module),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         raise Preempted(signum, record)
+
+    def write_checkpoints(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        """The training state to ``path``; what the preemption record says of it."""
+        write_checkpoint(trainer, self.path)
+        return {"checkpoint": str(self.path)}
+
+
+def write_checkpoint(trainer: L.Trainer, path: Path) -> None:
+    """``trainer.save_checkpoint(path)`` under a temporary name, then renamed: a kill during the
+    write leaves the previous file whole."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    trainer.save_checkpoint(partial)
+    trainer.strategy.barrier("preemption checkpoint")
+    if trainer.is_global_zero:
+        os.replace(partial, path)
 
 
 def _train_loaders(trainer: L.Trainer) -> list[ResumableLoader]:

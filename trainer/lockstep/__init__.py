@@ -36,6 +36,16 @@ What stays the sequential run's, per variant:
   HParams values, under the names a sequential run uses; the sweep writes the HParams columns
   when it ends, as for any multirun), ``nonfinite.json`` and checkpoints at
   the same cadence in the sequential layout, so ``resume=`` can continue a variant on its own.
+- **Preemption.** The group's one preemption callback (``trainer/lockstep/preemption.py``)
+  writes the group's checkpoint into the run dir of every variant that still trains
+  (``checkpoints/last.ckpt``, each its part in the sequential layout), and each of those
+  variants' ``status.json`` says ``preempted``, naming its own checkpoint; a variant its guard
+  had stopped says ``stopped`` (its fit's metrics, no test). The same sweep run again with the
+  same ``hydra.sweep.dir`` (a requeued job) continues the group: every variant that was still
+  training must be preempted, at the same step; the group's checkpoint is put together from
+  theirs (:func:`~trainer.lockstep.routing.group_checkpoint`) and restored by Lightning, and
+  the variants that had ended keep their records. Otherwise each job continues alone, with one
+  line saying why.
 - **Non-finite values.** Each variant has its own guard: a skipped step drops only that
   variant's gradients (its parameter group is left out of the update, moments and step count
   included); a stopped variant is masked out of the rest of training while the others go on.
@@ -44,7 +54,8 @@ What stays the sequential run's, per variant:
 Names: in the Trainer's logged values a variant's names carry its prefix (``variant3/val/dice``)
 and its parameter group is named ``variant3`` (``lr-AdamW/variant3``); :class:`VariantLoggers`
 strips them on the way to that variant's loggers, and :class:`VariantCheckpointIO` writes each
-variant's part of a checkpoint under the sequential run's keys.
+variant's part of a checkpoint under the sequential run's keys, and reads a group's back from
+its variants' parts.
 """
 
 from trainer.lockstep.run import Variant, lockstep_blocker, train_lockstep

@@ -1,15 +1,18 @@
-"""What routes each variant's records out of the one Trainer of a lockstep group: logged values to
-the variant's own loggers under sequential names, its part of every checkpoint to its run dir."""
+"""What routes each variant's records out of the one Trainer of a lockstep group, and back in:
+logged values to the variant's own loggers under sequential names, its part of every checkpoint
+to its run dir, and the group's checkpoint put together again from its variants' parts."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-from trainer.callbacks.variant import variant_prefix, variant_state_key
+from trainer.callbacks.variant import VariantCallback, variant_prefix, variant_state_key
+from trainer.lockstep.group import variant_name
 
 
 def _variant_of_name(name: str, variants: int) -> tuple[int | None, str]:
@@ -85,7 +88,7 @@ def variant_checkpoint(checkpoint: Mapping[str, Any], variant: int) -> dict[str,
             prefix = variant_prefix(variant)
             if isinstance(state, dict) and isinstance(state.get("monitor"), str):
                 state = {**state, "monitor": state["monitor"].removeprefix(prefix)}
-            callbacks[key.removesuffix(suffix).replace(prefix, "")] = state
+            callbacks[sequential_state_key(key, variant)] = state
         elif "@variant" not in key:
             callbacks[key] = state  # a group-wide callback's state
     sliced = dict(checkpoint)
@@ -126,22 +129,134 @@ def _group_entries(scheduler_state: Mapping[str, Any], variant: int, groups: int
     }
 
 
-class VariantCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint writer for a lockstep Trainer: a checkpoint saved into a variant's
-    run dir (by that variant's checkpoint callback or guard) keeps only that variant's part."""
+def sequential_state_key(key: str, variant: int) -> str:
+    """A variant's callback state key in the group (its monitor prefixed, ``@variant<k>`` after
+    it) as the variant's sequential run keys it."""
+    return key.removesuffix(variant_state_key("", variant)).replace(variant_prefix(variant), "")
 
-    def __init__(self, run_dirs: Sequence[Path]) -> None:
+
+def group_checkpoint(
+    parts: Sequence[Mapping[str, Any]], callbacks: Sequence[L.Callback]
+) -> dict[str, Any]:
+    """The inverse of :func:`variant_checkpoint`: the lockstep checkpoint of the group whose
+    ``callbacks`` are given, from its variants' ``parts`` (variant ``k``'s at ``parts[k]``, each
+    in its sequential run's layout). The loops, epoch and step are the group's, alike in every
+    part; the callbacks' states of each variant go back under its keys."""
+    merged = dict(parts[0])
+    merged["state_dict"] = {
+        f"variants.{k}.{key}": value
+        for k, part in enumerate(parts)
+        for key, value in part["state_dict"].items()
+    }
+    merged["callbacks"] = _group_callbacks(parts, callbacks)
+    if "optimizer_states" in merged:
+        merged["optimizer_states"] = [
+            _merged_groups([part["optimizer_states"][i] for part in parts])
+            for i in range(len(merged["optimizer_states"]))
+        ]
+    if "lr_schedulers" in merged:
+        merged["lr_schedulers"] = [
+            _merged_entries([part["lr_schedulers"][i] for part in parts])
+            for i in range(len(merged["lr_schedulers"]))
+        ]
+    return merged
+
+
+def _group_callbacks(
+    parts: Sequence[Mapping[str, Any]], callbacks: Sequence[L.Callback]
+) -> dict[str, Any]:
+    """Each variant callback's state from its variant's part, under its group key (its monitor as
+    the group names it); the rest of the first part's states are the group-wide callbacks'."""
+    merged: dict[str, Any] = {}
+    first_variants = set()  # the first part's keys that are its variant's callbacks'
+    for callback in callbacks:
+        variant = getattr(callback, "variant", None)
+        if not isinstance(callback, VariantCallback) or variant is None or variant >= len(parts):
+            continue
+        key = sequential_state_key(callback.state_key, variant)
+        if variant == 0:
+            first_variants.add(key)
+        if key not in parts[variant].get("callbacks", {}):
+            continue
+        state = parts[variant]["callbacks"][key]
+        if isinstance(state, dict) and isinstance(state.get("monitor"), str):
+            state = {**state, "monitor": callback.monitor}
+        merged[callback.state_key] = state
+    for key, state in parts[0].get("callbacks", {}).items():
+        if key not in first_variants:
+            merged[key] = state
+    return merged
+
+
+def _merged_groups(optimizer_states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The inverse of :func:`_group_state`: each variant's one parameter group, its parameters
+    numbered after the groups before it, named after its variant."""
+    groups, state, offset = [], {}, 0
+    for k, own in enumerate(optimizer_states):
+        (group,) = own["param_groups"]
+        count = len(group["params"])
+        params = list(range(offset, offset + count))
+        groups.append({**group, "params": params, "name": variant_name(k)})
+        state.update({offset + index: value for index, value in own["state"].items()})
+        offset += count
+    return {"state": state, "param_groups": groups}
+
+
+def _merged_entries(scheduler_states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The inverse of :func:`_group_entries`: a list of one entry in a variant's part is its entry
+    of a per-group list (``base_lrs``, ``_last_lr``); the other values are the group's."""
+    return {
+        key: [own[key][0] for own in scheduler_states]
+        if isinstance(value, list) and len(value) == 1
+        else value
+        for key, value in scheduler_states[0].items()
+    }
+
+
+class VariantCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer and reader for a lockstep Trainer: a checkpoint saved into a
+    variant's run dir (by that variant's checkpoint callback or guard, or the group's preemption
+    callback) keeps only that variant's part; one read from a variant's run dir (``fit``'s
+    ``ckpt_path``: a preempted group continuing) is the group's, each variant's part read from
+    the same file in its own run dir. ``callbacks``: the group's, whose states it files."""
+
+    def __init__(self, run_dirs: Sequence[Path], callbacks: Sequence[L.Callback]) -> None:
         super().__init__()
         self.run_dirs = [Path(d).resolve() for d in run_dirs]
+        self.callbacks = list(callbacks)
 
-    def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
-    ) -> None:
+    def _owner(self, path: Any) -> tuple[int, Path]:
+        """The variant whose run dir holds ``path``, and ``path`` inside it."""
         target = Path(path).resolve()
         owners = [k for k, d in enumerate(self.run_dirs) if target.is_relative_to(d)]
         if not owners:
             raise ValueError(f"lockstep: checkpoint {path} is in no variant's run dir")
-        super().save_checkpoint(variant_checkpoint(checkpoint, owners[-1]), path, storage_options)
+        return owners[-1], target.relative_to(self.run_dirs[owners[-1]])
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
+    ) -> None:
+        variant, _ = self._owner(path)
+        super().save_checkpoint(variant_checkpoint(checkpoint, variant), path, storage_options)
+
+    def load_checkpoint(
+        self,
+        path: Any,
+        map_location: Callable | None = lambda storage, loc: storage,
+        weights_only: bool | None = None,
+    ) -> dict[str, Any]:
+        _, inside = self._owner(path)
+        parts = [self.load_part(d / inside, map_location, weights_only) for d in self.run_dirs]
+        return group_checkpoint(parts, self.callbacks)
+
+    def load_part(
+        self,
+        path: Any,
+        map_location: Callable | None = lambda storage, loc: storage,
+        weights_only: bool | None = None,
+    ) -> dict[str, Any]:
+        """One variant's file as it was saved (its part, in the sequential layout)."""
+        return super().load_checkpoint(path, map_location, weights_only)
 
 
 def variant_values(logged: Mapping[str, Any], variant: int) -> dict[str, Any]:
