@@ -65,7 +65,7 @@ def test_a_preempted_group_checkpoints_every_variant_and_continues_as_a_group(
         [preempted] = record["preemptions"]
         checkpoint = run_dir / "checkpoints" / "last.ckpt"
         assert (preempted["signal"], preempted["step"]) == ("SIGTERM", SAVED_STEP)
-        assert (preempted["epoch"], preempted["batches_in_epoch"]) == (1, 5)  # mid-epoch
+        assert (preempted["epoch"], preempted["batches_in_epoch"]) == (2, 4)  # mid-epoch
         assert preempted["checkpoint"] == str(checkpoint)  # its own
         saved = torch.load(checkpoint, weights_only=False)
         assert saved["global_step"] == SAVED_STEP
@@ -138,8 +138,7 @@ def test_a_variant_stopped_before_the_preemption_keeps_its_record_and_the_rest_g
     the stable variant is preempted (its checkpoint, its record), the stopped one keeps its own
     record and files, and the group continues without it, the stable variant ending where it
     ends in the uninterrupted group."""
-    # two epochs, the signal in the first: the last epoch's training loss is a whole epoch's (the
-    # means of an epoch cut by a preemption restart at its resumed batch)
+    # two epochs, the signal in the first
     common = [
         "debug=saturate",
         "nan_policy=stop",

@@ -25,7 +25,7 @@ RUN = [
     "data=regression",
     "model=mlp",
     "loss=mse",
-    "data.n_train=256",  # 8 batches of 32 an epoch: steps 9-16 are epoch 1's
+    "data.n_train=256",  # 8 batches of 32 an epoch: steps 17-24 are the last epoch's
     "data.n_val=64",
     "data.n_test=64",
     "data.batch_size=32",
@@ -34,8 +34,10 @@ RUN = [
     "trainer.enable_progress_bar=false",
     "~callbacks.figures",
 ]
-SIGNAL_STEP = 12  # signalled at the end of step 12, saved at the end of the next batch
-SAVED_STEP = 13
+# signalled at the end of step 19, saved at the end of the next batch: mid-way through the last
+# epoch, whose train/loss_epoch then averages batches from before and after the preemption
+SIGNAL_STEP = 19
+SAVED_STEP = 20
 COMPARED = ("val/loss", "val/mae", "val/r2", "train/loss_epoch", "test/loss", "test/mae")
 ON_PATH = {"PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
 
@@ -88,7 +90,7 @@ def test_a_sigterm_saves_at_the_next_batch_and_resume_alone_ends_as_if_uninterru
     assert record["status"] == "preempted"
     [preempted] = record["preemptions"]
     assert (preempted["signal"], preempted["step"]) == ("SIGTERM", SAVED_STEP)
-    assert (preempted["epoch"], preempted["batches_in_epoch"]) == (1, 5)  # mid-epoch
+    assert (preempted["epoch"], preempted["batches_in_epoch"]) == (2, 4)  # mid-epoch
     saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["global_step"] == SAVED_STEP
     # what a comparison report lists for it while it has not continued

@@ -62,6 +62,24 @@ class EpochMeans:
     def compute(self) -> dict[str, Tensor]:
         return {name: total / self.samples for name, total in self.sums.items()}
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"sums": dict(self.sums), "samples": self.samples}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sums, self.samples = dict(state["sums"]), int(state["samples"])
+
+
+# a mid-epoch checkpoint's running means of the training epoch (a preempted run's: the continued
+# epoch's train/loss_epoch averages all of its batches, those before the preemption too)
+EPOCH_MEANS_KEY = "train_epoch_means"
+
+
+def mid_epoch(trainer: L.Trainer) -> bool:
+    """Whether a checkpoint is being saved from inside the training batch loop (a preemption's,
+    or ``every_n_train_steps``), where the epoch's means are partial; epoch-end checkpoints are
+    saved from validation or after the epoch's means were written."""
+    return trainer.training
+
 
 class LossExperiment(L.LightningModule):
     """Trains ``model`` with ``loss``; logs the loss per step/epoch and the task metrics per epoch.
@@ -123,6 +141,14 @@ class LossExperiment(L.LightningModule):
             instantiate(cfg.scheduler),
             logit_scale=cfg.logit_scale,
         )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if mid_epoch(self.trainer):
+            checkpoint[EPOCH_MEANS_KEY] = self.epoch_means.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if EPOCH_MEANS_KEY in checkpoint:
+            self.epoch_means.load_state_dict(checkpoint[EPOCH_MEANS_KEY])
 
     def forward(self, x: Tensor) -> Tensor:
         outputs = self.model(x)

@@ -21,8 +21,8 @@ class Preemption(L.Callback):
     """On one of ``signals`` while the training loop runs: at the end of the next training batch
     (every DDP rank agreeing), the full training state to ``dirpath/filename.ckpt`` (the file
     ``resume=`` and an automatic resume continue from; written under a temporary name, then
-    renamed, so a kill during the write leaves the previous one whole), then :class:`Preempted`,
-    which ``status.json`` records as ``preempted``.
+    renamed, so a kill during the write leaves the previous one whole), then, once Lightning has
+    logged that batch, :class:`Preempted`, which ``status.json`` records as ``preempted``.
 
     Why the end of a batch and not the end of the epoch: a preemption's grace period is short
     (SLURM's ``GraceTime`` and a spot instance's notice are 30 s to 2 min) and an epoch can be
@@ -54,6 +54,7 @@ class Preemption(L.Callback):
         self.path = Path(dirpath) / f"{filename}.ckpt"
         self.signals = signal_numbers(tuple(signals))
         self.received: int | None = None
+        self.stop: Preempted | None = None  # saved; raised when the next batch starts
 
     def receive(self, signum: int, frame: FrameType | None) -> None:
         """The handler: only notes the signal; the training loop acts at its next safe point."""
@@ -100,7 +101,16 @@ class Preemption(L.Callback):
             **self.write_checkpoints(trainer, pl_module),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        raise Preempted(signum, record)
+        self.stop = Preempted(signum, record)
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        # the saved batch's own bookkeeping (its logged values: a curve's step the continued run
+        # does not write again) is done when the next batch starts; the continued run starts
+        # after the saved batch
+        if self.stop is not None:
+            raise self.stop
 
     def write_checkpoints(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         """The training state to ``path``; what the preemption record says of it."""

@@ -12,7 +12,7 @@ from lightning.pytorch.loggers import Logger
 from torch import Tensor, nn
 
 from trainer.callbacks.variant import Scope, variant_prefix
-from trainer.module import LogFn, LossExperiment
+from trainer.module import EPOCH_MEANS_KEY, LogFn, LossExperiment, mid_epoch
 
 
 def variant_name(variant: int) -> str:
@@ -95,6 +95,15 @@ class LockstepExperiment(L.LightningModule):
         # every variant that trained this step, one stopped in it included
         for k, experiment in enumerate(self.variants):
             experiment.log_train_step(partial(self.log_variant, k), self.trainer)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if mid_epoch(self.trainer):  # each variant's running means, a part each
+            checkpoint[EPOCH_MEANS_KEY] = [v.epoch_means.state_dict() for v in self.variants]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if EPOCH_MEANS_KEY in checkpoint:
+            for experiment, state in zip(self.variants, checkpoint[EPOCH_MEANS_KEY], strict=True):
+                experiment.epoch_means.load_state_dict(state)
 
     def on_train_epoch_end(self) -> None:
         for k, experiment in enumerate(self.variants):  # a variant stopped this epoch too

@@ -13,6 +13,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from trainer.callbacks.variant import VariantCallback, variant_prefix, variant_state_key
 from trainer.lockstep.group import variant_name
+from trainer.module import EPOCH_MEANS_KEY
 
 
 def _variant_of_name(name: str, variants: int) -> tuple[int | None, str]:
@@ -93,6 +94,8 @@ def variant_checkpoint(checkpoint: Mapping[str, Any], variant: int) -> dict[str,
             callbacks[key] = state  # a group-wide callback's state
     sliced = dict(checkpoint)
     sliced.update(state_dict=state_dict, callbacks=callbacks)
+    if EPOCH_MEANS_KEY in checkpoint:  # a mid-epoch checkpoint's running means
+        sliced[EPOCH_MEANS_KEY] = checkpoint[EPOCH_MEANS_KEY][variant]
     if "optimizer_states" in checkpoint:
         sliced["optimizer_states"] = [
             _group_state(s, variant) for s in checkpoint["optimizer_states"]
@@ -149,6 +152,8 @@ def group_checkpoint(
         for key, value in part["state_dict"].items()
     }
     merged["callbacks"] = _group_callbacks(parts, callbacks)
+    if EPOCH_MEANS_KEY in merged:
+        merged[EPOCH_MEANS_KEY] = [part[EPOCH_MEANS_KEY] for part in parts]
     if "optimizer_states" in merged:
         merged["optimizer_states"] = [
             _merged_groups([part["optimizer_states"][i] for part in parts])

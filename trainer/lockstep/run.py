@@ -185,7 +185,7 @@ def _fit_and_test(
     try:
         # a preempted group continues from its variants' checkpoints: the checkpoint reader
         # puts the group's together from every variant's file (``cfg.ckpt_path`` is the first's)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     except Preempted as stop:
         statuses = [status for _, status, _ in group]
         record_preemption(stop, statuses, callbacks, [fit_metrics(k) for k in range(len(group))])
@@ -198,7 +198,8 @@ def _fit_and_test(
     if not cfg.skip_test:
         for path, (_, _, experiment) in zip(tested, group, strict=True):
             if path:  # the weights the variant's sequential run would test
-                experiment.load_state_dict(checkpoint_io.load_part(path)["state_dict"])
+                weights = checkpoint_io.load_part(path, weights_only=True)["state_dict"]
+                experiment.load_state_dict(weights)
         trainer.test(module, datamodule=datamodule)
     for k, (_, status, _) in enumerate(group):
         metrics = fitted[k] | final_metrics(variant_values(trainer.callback_metrics, k))
