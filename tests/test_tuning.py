@@ -182,6 +182,8 @@ def test_a_tuned_suite_retrains_each_winner_on_fresh_seeds_and_reports_the_choic
         assert line in summary, summary
         assert rows[variant]["seeds"] == "2"
     assert "Tuned before comparing" in summary
+    # the searches chose the suite's select: [optimizer.lr]: no staged selection is reported
+    assert "Tuned on validation" not in summary and {r["selected"] for r in rows.values()} == {""}
     assert (sweep / "tuning.png").stat().st_size > 0
 
 
