@@ -28,11 +28,17 @@ the finished jobs' ``status.json`` (so any launcher works):
 - a suite with ``select: [optimizer.lr]`` runs each variant's grid of the selected keys on the
   suite's first seed, then only the value with the best validation value of the tested
   checkpoint (``selection.value``, in the task's direction) on the other seeds;
-- ``hparams_search=LOSS`` runs a seeded TPE search (``search.n_trials`` trials; see
-  ``trainer/search/``) and writes ``optimization_results.yaml`` into the sweep dir;
+- ``hparams_search=LOSS`` runs a seeded TPE search (``search.n_trials`` trials, launched
+  ``search.parallel`` at a time; see ``trainer/search/``), stored in the sweep dir's Optuna
+  journal (``optuna_journal.log``), and writes ``optimization_results.yaml`` into the sweep dir;
+  the same command with the same ``hydra.sweep.dir`` resumes a killed search;
 - ``suite=NAME tune=true`` runs such a search per variant, with the same number of trials, on
-  ``search.trial_seed`` and a shortened budget with median pruning, under ``_search/<variant>/``;
-  then each variant's best configuration at the full budget on the suite's seeds.
+  ``search.trial_seed`` and a shortened budget with median pruning, under ``_search/<variant>/``
+  (the studies in the one journal, by variant name); then each variant's best configuration at
+  the full budget on the suite's seeds. A suite's ``select:`` keys are searched with the rest of
+  each variant's space, which holds the learning rate the suites select: the search chooses them
+  on validation, as the staged selection would. A selected key outside a variant's space is
+  refused: it would be chosen a second time, on the suite's first seed.
 """
 
 import itertools
