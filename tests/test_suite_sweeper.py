@@ -231,3 +231,32 @@ def test_the_sweep_settings_are_the_sweepers_and_no_job_carries_them(make_sweepe
 def test_the_sweepers_settings_are_checked_by_their_declared_types(make_sweeper):
     with pytest.raises(ConfigCompositionException, match="n_trials"):
         make_sweeper("hydra.sweeper.search.n_trials=many")
+
+
+def test_search_parallel_below_one_is_refused_in_one_line(make_sweeper):
+    with pytest.raises(Exception) as raised:
+        make_sweeper("hydra.sweeper.search.parallel=0")
+    cause = raised.value
+    while cause.__cause__ is not None:  # Hydra wraps what the sweeper's constructor raised
+        cause = cause.__cause__
+    assert isinstance(cause, ValueError)
+    assert str(cause) == "suite sweeper: expected search.parallel >= 1, got 0"
+
+
+def test_tune_refuses_a_suites_selected_key_outside_a_variants_space(make_sweeper):
+    # a key every space holds (the suites' optimizer.lr) is searched instead: test_tuning's tuned
+    # suite; one that no space holds would be chosen a second time, on the suite's first seed
+    sweeper, _, _ = make_sweeper(
+        "suite=restoration",
+        "suite.select=[data.batch_size]",
+        "hydra.sweeper.tune=true",
+        "hydra.sweeper.dry_run=true",
+    )
+    with pytest.raises(ValueError) as raised:
+        sweeper.sweep(["suite=restoration"])
+    (line,) = str(raised.value).splitlines()
+    assert line.startswith(
+        "tune=true searches each variant's space; suite=restoration's select: [data.batch_size] "
+        "is not in the space of ["
+    )
+    assert line.endswith("so it would be chosen again on the suite's first seed: drop one of them")

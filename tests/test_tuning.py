@@ -1,23 +1,20 @@
-"""Searches on validation: spaces (conditional ones included), the median stop, ask-and-tell with
-pruned and failed trials, ``hparams_search=LOSS`` end to end and a tuned suite."""
+"""Searches on validation: spaces (conditional ones included), failed trials end to end, a tuned
+suite (with a suite's ``select:``), and the report's search table. Batches, the journal, resuming
+and pruning: ``test_search_parallel``."""
 
 import csv
 import json
 import math
-import statistics
 from pathlib import Path
 from types import SimpleNamespace
 
 import optuna
 import pytest
-import torch
 from omegaconf import OmegaConf
 from test_staged_select import TINY_REGRESSION
 from train_cli import ROOT, run_train
 
-from trainer.search import pruning as search_pruning
 from trainer.search import space as search_space
-from trainer.search import study as search_study
 from trainer.search import trials as search_trials
 
 TINY_SEGMENTATION = [
@@ -87,121 +84,6 @@ def test_edge_warnings_on_linear_and_log_ranges():
     )
 
 
-def validation_epoch(stop: search_pruning.MedianStop, value: float, mode: str = "min") -> bool:
-    trainer = SimpleNamespace(
-        sanity_checking=False, callback_metrics={"val/mae": torch.tensor(value)}, should_stop=False
-    )
-    module = SimpleNamespace(task=SimpleNamespace(monitor="mae", mode=mode))
-    stop.on_validation_end(trainer, module)
-    return trainer.should_stop
-
-
-def test_the_median_stop_waits_out_the_warmup_then_stops_below_the_median(tmp_path: Path):
-    stop = search_pruning.MedianStop(str(tmp_path), median=[1.0, 1.0, 1.0], warmup_epochs=1)
-    assert not validation_epoch(stop, 5.0)  # worse, but in the warm-up epoch
-    assert not validation_epoch(stop, 0.9)  # better than the median (MAE: lower)
-    assert validation_epoch(stop, 1.1)
-    assert stop.stop_reason.startswith("pruned at epoch 2")
-    assert json.loads((tmp_path / search_trials.CURVE_FILE).read_text()) == {
-        "metric": "val/mae",
-        "values": pytest.approx([5.0, 0.9, 1.1]),
-    }
-    no_median = search_pruning.MedianStop(str(tmp_path / "first"), median=None, warmup_epochs=0)
-    assert not validation_epoch(no_median, 9.0) and no_median.stop_reason is None
-
-
-def test_ask_and_tell_passes_the_completed_trials_median_and_tells_pruned_and_failed(
-    tmp_path: Path,
-):
-    curves = {0: [3.0, 2.0], 1: [5.0, 4.0], 2: None, 3: [9.0, 8.0], 4: [1.0, 0.5]}
-    medians = []
-
-    def launch(number: int, overrides: list[str], median: list[float] | None) -> Path:
-        # a stand-in trial: records what it was given, writes what a run would write
-        medians.append(median)
-        run_dir = tmp_path / f"trial={number}"
-        run_dir.mkdir()
-        curve = curves[number]
-        if curve is None:
-            (run_dir / "status.json").write_text(json.dumps({"status": "failed"}))
-            return run_dir
-        pruned = number == 3
-        status = {
-            "status": "stopped" if pruned else "completed",
-            "stop_reason": "pruned at epoch 1" if pruned else None,
-            "mode": "min",
-            "selection": {"value": min(curve)},
-        }
-        (run_dir / "status.json").write_text(json.dumps(status))
-        (run_dir / search_trials.CURVE_FILE).write_text(json.dumps({"values": curve}))
-        return run_dir
-
-    space = search_space.space_of(OmegaConf.create({"x": {"low": 0.0, "high": 1.0}}))
-    search = search_study.Search("x", space, "minimize", 5, sampler_seed=0, startup_trials=2)
-    search.run(launch)
-    # pruning starts once 2 trials completed; the failed and the pruned trial add no curve
-    assert medians[:2] == [None, None]
-    assert medians[2] == medians[3] == [statistics.median([3, 5]), statistics.median([2, 4])]
-    assert medians[4] == [statistics.median([3, 5]), statistics.median([2, 4])]
-    states = [t.state.name for t in search.study.trials]
-    assert states == ["COMPLETE", "COMPLETE", "FAIL", "PRUNED", "COMPLETE"]
-    assert search.study.trials[3].intermediate_values == {0: 9.0, 1: 8.0}
-    results = search.results()
-    assert (results["n_trials"], results["n_pruned"], results["n_failed"]) == (5, 1, 1)
-    assert results["best_value"] == 0.5 and results["best_trial"] == 4
-    assert results["best_params"] == {"x": search.study.trials[4].params["x"]}
-
-
-def search_once(sweep: Path, *extra: str, n_trials: int = 4) -> dict:
-    result = run_train(
-        "-m",
-        "hparams_search=focal",
-        f"search.n_trials={n_trials}",
-        *TINY_SEGMENTATION,
-        *extra,
-        f"hydra.sweep.dir={sweep}",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return search_trials.read_results(sweep / search_trials.RESULTS_FILE)
-
-
-@pytest.mark.slow
-def test_a_focal_search_finds_the_best_validation_trial_and_replays_with_its_seed(tmp_path: Path):
-    results = search_once(tmp_path / "a")
-    trials = sorted((tmp_path / "a").glob("trial=*"))
-    assert len(trials) == 4 and results["n_trials"] == 4
-    statuses = [json.loads((t / "status.json").read_text()) for t in trials]
-    # the objective: the validation value of the checkpoint that would be tested; never test
-    values = [s["selection"]["value"] for s in statuses]
-    assert all(s["mode"] == "max" for s in statuses)
-    assert results["best_value"] == pytest.approx(max(values))
-    assert not any(k.startswith("test/") for s in statuses for k in s["metrics"])
-    best = trials[results["best_trial"]]
-    overrides = OmegaConf.load(best / ".hydra" / "overrides.yaml")
-    config = OmegaConf.load(best / ".hydra" / "config.yaml")
-    assert {"optimizer.lr", "loss.gamma", "loss.alpha"} == set(results["best_params"])
-    assert config.loss.gamma == results["best_params"]["loss.gamma"]
-    assert config.optimizer.lr == results["best_params"]["optimizer.lr"]
-    assert f"loss.gamma={results['best_params']['loss.gamma']!r}" in overrides
-    assert not (tmp_path / "a" / "summary.md").exists()  # trials are not compared: untested
-
-    # the same sampler seed proposes the same trials, so it finds the same best; another does not
-    again = search_once(tmp_path / "b")
-    assert sampled(tmp_path / "b") == sampled(tmp_path / "a")
-    assert again["best_params"] == results["best_params"]
-    search_once(tmp_path / "c", "search.sampler_seed=1", n_trials=1)  # its first trial
-    assert sampled(tmp_path / "c")[0] != sampled(tmp_path / "a")[0]
-
-
-def sampled(sweep: Path) -> list[dict]:
-    """Each trial's searched values, as its config holds them."""
-    keys = ("optimizer.lr", "loss.gamma", "loss.alpha")
-    return [
-        {key: OmegaConf.select(OmegaConf.load(t / ".hydra" / "config.yaml"), key) for key in keys}
-        for t in sorted(sweep.glob("trial=*"))
-    ]
-
-
 FAILING_SPACE = """\
 # @package _global_
 defaults:
@@ -241,6 +123,8 @@ defaults:
   - override /model: mlp
 suite:
   seeds: [0, 1]
+  select: [optimizer.lr]                 # searched with the rest of each variant's space
+  grid: ["optimizer.lr=1e-3,3e-3"]       # the selection's grid, which gives way to the search
   variants:
     - [loss=mse]                         # no hyperparameters: the learning rate alone
     - [loss=huber, "loss.delta=0.5,1"]   # the grid gives way to huber's space
@@ -267,6 +151,8 @@ def test_a_tuned_suite_retrains_each_winner_on_fresh_seeds_and_reports_the_choic
     with open(sweep / "summary.csv") as f:
         rows = {row["variant"]: row for row in csv.DictReader(f)}
     assert set(rows) == {"mse", "huber"}  # the trials are not among the compared runs
+    # one search per variant: the suite's LR grid gave way to the searches
+    assert sorted(p.name for p in (sweep / "_search").iterdir()) == ["huber", "mse"]
     summary = (sweep / "summary.md").read_text()
     for variant, keys in (("mse", {"optimizer.lr"}), ("huber", {"optimizer.lr", "loss.delta"})):
         results = search_trials.read_results(
@@ -296,6 +182,8 @@ def test_a_tuned_suite_retrains_each_winner_on_fresh_seeds_and_reports_the_choic
         assert line in summary, summary
         assert rows[variant]["seeds"] == "2"
     assert "Tuned before comparing" in summary
+    # the searches chose the suite's select: [optimizer.lr]: no staged selection is reported
+    assert "Tuned on validation" not in summary and {r["selected"] for r in rows.values()} == {""}
     assert (sweep / "tuning.png").stat().st_size > 0
 
 

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 # Overrides that change how a run is carried out, not which variant it is. The seed stays out so
 # that TensorBoard puts a variant's seeds into one session group.
 NOT_A_VARIANT = ("seed", "resume", "ckpt_path", "trainer.enable_progress_bar", "skip_test")
-NOT_A_VARIANT_PREFIXES = ("hydra.", "paths.", "callbacks.median_stop.")
+NOT_A_VARIANT_PREFIXES = ("hydra.", "paths.", "callbacks.optuna_pruning.")
 
 
 def _plain(value: Any) -> bool | int | float | str:

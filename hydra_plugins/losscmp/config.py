@@ -19,6 +19,9 @@ class SearchConf:
     """The searches of ``hparams_search=LOSS`` and ``tune=true`` (``trainer/search/``)."""
 
     n_trials: int = 12  # per search; tune=true gives every variant the same number (equal budget)
+    # trials launched at once, as one batch of the launcher (joblib, submitit run them together);
+    # 1: each proposal sees every trial before it, which a small budget needs most
+    parallel: int = 1
     sampler_seed: int = 0  # TPE's seed: the same seed proposes the same trials
     startup_trials: int = 3  # completed trials before median pruning starts (Optuna's MedianPruner)
     warmup_epochs: int = 1  # epochs a trial always trains before it can be pruned

@@ -28,11 +28,17 @@ the finished jobs' ``status.json`` (so any launcher works):
 - a suite with ``select: [optimizer.lr]`` runs each variant's grid of the selected keys on the
   suite's first seed, then only the value with the best validation value of the tested
   checkpoint (``selection.value``, in the task's direction) on the other seeds;
-- ``hparams_search=LOSS`` runs a seeded TPE search (``search.n_trials`` trials; see
-  ``trainer/search/``) and writes ``optimization_results.yaml`` into the sweep dir;
+- ``hparams_search=LOSS`` runs a seeded TPE search (``search.n_trials`` trials, launched
+  ``search.parallel`` at a time; see ``trainer/search/``), stored in the sweep dir's Optuna
+  journal (``optuna_journal.log``), and writes ``optimization_results.yaml`` into the sweep dir;
+  the same command with the same ``hydra.sweep.dir`` resumes a killed search;
 - ``suite=NAME tune=true`` runs such a search per variant, with the same number of trials, on
-  ``search.trial_seed`` and a shortened budget with median pruning, under ``_search/<variant>/``;
-  then each variant's best configuration at the full budget on the suite's seeds.
+  ``search.trial_seed`` and a shortened budget with median pruning, under ``_search/<variant>/``
+  (the studies in the one journal, by variant name); then each variant's best configuration at
+  the full budget on the suite's seeds. A suite's ``select:`` keys are searched with the rest of
+  each variant's space, which holds the learning rate the suites select: the search chooses them
+  on validation, as the staged selection would. A selected key outside a variant's space is
+  refused: it would be chosen a second time, on the suite's first seed.
 """
 
 import itertools
@@ -129,6 +135,8 @@ class SuiteSweeper(Sweeper):
     ) -> None:
         if max_batch_size is not None and max_batch_size < 1:
             raise ValueError(f"suite sweeper: expected max_batch_size >= 1, got {max_batch_size}")
+        if search is not None and search.parallel < 1:
+            raise ValueError(f"suite sweeper: expected search.parallel >= 1, got {search.parallel}")
         self.max_batch_size = max_batch_size
         self.params = dict(params or {})
         self.is_dry_run = dry_run
@@ -365,19 +373,18 @@ class SuiteSweeper(Sweeper):
         task = get_class(self.job_config(job).data._target_).task
         return "maximize" if TASKS[task].mode == "max" else "minimize"
 
-    def trial_overrides(
-        self, run_dir: Path, median: list[float] | None, settings: SearchConf | DictConfig
-    ) -> list[str]:
-        """What makes a run a trial: no test, and the median stop with the completed trials'
-        per-epoch median (none yet: it only records the curve). The run dir is spelled out: an
-        interpolation in an override would be resolved wherever ``overrides.yaml`` is read."""
-        values = "null" if median is None else "[" + ",".join(repr(m) for m in median) + "]"
+    def trial_overrides(self, search: "Search", number: int) -> list[str]:
+        """What makes a run trial ``number`` of ``search``: no test, and the callback that reports
+        its validation values to the search's stored study and stops it when the study prunes it.
+        The journal's path is spelled out: an interpolation in an override would be resolved
+        wherever ``overrides.yaml`` is read."""
+        node = "+callbacks.optuna_pruning"
         return [
             "skip_test=true",
-            "+callbacks.median_stop._target_=trainer.search.pruning.MedianStop",
-            f"+callbacks.median_stop.dirpath={quoted(str(run_dir))}",
-            f"+callbacks.median_stop.median={values}",
-            f"+callbacks.median_stop.warmup_epochs={settings.warmup_epochs}",
+            f"{node}._target_=trainer.search.pruning.OptunaPruning",
+            f"{node}.journal={quoted(str(search.journal))}",
+            f"{node}.study_name={quoted(search.name)}",
+            f"{node}.trial_number={number}",
         ]
 
     def run_search(
@@ -387,31 +394,38 @@ class SuiteSweeper(Sweeper):
         space: dict[str, DictConfig],
         folder: str,
     ) -> "Search":
-        """A search of ``search.n_trials`` trials over ``space`` from the job ``base``; trial
-        ``N`` runs in ``<folder>/trial=N``."""
-        from trainer.search.study import Search
+        """A search of ``search.n_trials`` trials over ``space`` from the job ``base``, stored as
+        the study ``name`` in the sweep dir's journal, launched ``search.parallel`` at a time;
+        trial ``N`` runs in ``<folder>/trial=N``. A journal that holds the search resumes it."""
+        from trainer.search.space import as_overrides
+        from trainer.search.study import PlannedTrial, Search
 
         settings = self.search_settings
+        sweep_dir = Path(self.config.hydra.sweep.dir).absolute()  # the trials may run elsewhere
+        sweep_dir.mkdir(parents=True, exist_ok=True)
         search = Search(
             name=name,
             space=space,
             direction=self.direction(base),
+            journal=sweep_dir / search_trials.JOURNAL_FILE,
+            trials_dir=sweep_dir / folder,
             n_trials=int(settings.n_trials),
+            parallel=int(settings.parallel),
             sampler_seed=int(settings.sampler_seed),
             startup_trials=int(settings.startup_trials),
+            warmup_epochs=int(settings.warmup_epochs),
         )
 
-        def launch_trial(number: int, values: list[str], median: list[float] | None) -> Path:
-            subdir = f"{folder}/trial={number:03d}" if folder else f"trial={number:03d}"
-            job = [*without(base, {override_key(v) for v in values}), *values]
-            job += self.trial_overrides(
-                Path(self.config.hydra.sweep.dir) / subdir, median, settings
-            )
-            log.info("%s: trial %d: %s", name, number, " ".join(values))
-            (run_dir,), _ = self.launch([job], names=[subdir])
-            return run_dir
+        def launch_batch(batch: list[PlannedTrial]) -> None:
+            jobs = []
+            for trial in batch:
+                values = as_overrides(trial.values)
+                log.info("%s: trial %d: %s", name, trial.number, " ".join(values))
+                job = [*without(base, {override_key(v) for v in values}), *values]
+                jobs.append([*job, *self.trial_overrides(search, trial.number)])
+            self.launch(jobs, names=[str(t.run_dir.relative_to(sweep_dir)) for t in batch])
 
-        search.run(launch_trial)
+        search.run(launch_batch)
         return search
 
     def search(self, overrides: list[Override]) -> list[Any]:
@@ -467,24 +481,7 @@ class SuiteSweeper(Sweeper):
         settings = self.search_settings
         max_epochs = int(self.config.trainer.max_epochs)
         trial_epochs = max(1, math.ceil(max_epochs * float(settings.budget_share)))
-        command_line = self.as_strings(overrides)
-        searches = []  # (variant name, base job, space, fixed keys)
-        for variant in suite.variants:
-            probe = self.variant_overrides(suite, variant, overrides, [settings.trial_seed])
-            probe_space, _ = self.variant_space(variant, self.grid(probe)[0])
-            # the variant's grids over its space's keys (the suite's LR grid too) give way to the
-            # search; its other grids (triplet's mining) remain variants, a search each
-            kept = [
-                o
-                for o in probe
-                if not (o.is_sweep_override() and o.get_key_element() in probe_space)
-            ]
-            for base in self.grid(kept):
-                space, fixed = self.variant_space(variant, base)
-                loss = self.job_config(base).hydra.runtime.choices.loss
-                apart = [o for o in without(base, {"seed", *space}) if o not in command_line]
-                name = run_name(loss, apart)
-                searches.append((name, base, space, fixed))
+        searches = self.variant_searches(suite, overrides)
         # the cost in epochs, before pruning saves some, against the suite without tuning
         trials = len(searches) * int(settings.n_trials)
         retrains = len(searches) * len(suite.seeds)
@@ -522,6 +519,43 @@ class SuiteSweeper(Sweeper):
                 finals.append([*retrain, f"seed={seed}"])
                 final_names.append(run_name(name, [f"seed={seed}"]))
         return self.launch(finals, names=final_names)[1]
+
+    def variant_searches(
+        self, suite: DictConfig, overrides: list[Override]
+    ) -> list[tuple[str, list[str], dict[str, DictConfig], list[str]]]:
+        """A tuned suite's searches: (name, base job, space, keys the variant fixes) for each
+        variant, and for each value of a variant's grid over keys its space lacks (triplet's
+        mining). The suite's ``select:`` keys are searched with the rest of each space: the
+        search chooses them on validation, as the staged selection would, within a range rather
+        than a grid; a selected key outside a variant's space is refused."""
+        settings = self.search_settings
+        command_line = self.as_strings(overrides)
+        select = [str(key) for key in suite.get("select") or []]
+        searches = []
+        for variant in suite.variants:
+            probe = self.variant_overrides(suite, variant, overrides, [settings.trial_seed])
+            probe_space, fixed = self.variant_space(variant, self.grid(probe)[0])
+            for key in select:
+                if key not in probe_space and key not in {override_key(o) for o in fixed}:
+                    raise ValueError(
+                        f"tune=true searches each variant's space; suite="
+                        f"{self.config.hydra.runtime.choices.suite}'s select: [{key}] is not in "
+                        f"the space of [{', '.join(variant)}], so it would be chosen again on "
+                        "the suite's first seed: drop one of them"
+                    )
+            # the variant's grids over its space's keys (the suite's LR grid too) give way to the
+            # search; its other grids (triplet's mining) remain variants, a search each
+            kept = [
+                o
+                for o in probe
+                if not (o.is_sweep_override() and o.get_key_element() in probe_space)
+            ]
+            for base in self.grid(kept):
+                space, fixed = self.variant_space(variant, base)
+                loss = self.job_config(base).hydra.runtime.choices.loss
+                apart = [o for o in without(base, {"seed", *space}) if o not in command_line]
+                searches.append((run_name(loss, apart), base, space, fixed))
+        return searches
 
     @staticmethod
     def as_strings(overrides: list[Override]) -> set[str]:

@@ -232,11 +232,13 @@ def compare_task(
     variants' searches of a tuned suite, whose tuned keys stay out of the variant names."""
     task = runs[0].task
     ranking_metric, run_mode, metric, mode = _metric_and_mode(runs, metric, mode)
+    searches = searches or {}
     if select is None:
         declared = OmegaConf.select(runs[0].config, "suite.select", default=None)
-        select = list(declared) if declared is not None else []
+        # a tuned suite's searches chose its selected keys (tune=true searches them): its runs
+        # hold one value per variant, nothing left to select
+        select = list(declared) if declared is not None and not searches else []
     select = list(select)
-    searches = searches or {}
     rows, tuning = [], {}
     for name, group in sorted(_name_variants(runs, select, searches).items()):
         chosen, selected = group, {}

@@ -1,5 +1,5 @@
 """A trial's record as the sweeper reads it back (any launcher: the run dir is the interface), and
-a search's results file; neither Lightning nor Optuna is needed to read them."""
+the names of a search's files; neither Lightning nor Optuna is needed to read them."""
 
 import json
 import math
@@ -10,29 +10,34 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-CURVE_FILE = "validation_curve.json"  # written by MedianStop: the per-epoch validation values
 RESULTS_FILE = "optimization_results.yaml"
+# the sweep's Optuna studies, one per search (its name), in the sweep dir: optuna-dashboard opens it
+JOURNAL_FILE = "optuna_journal.log"
 SEARCH_DIR = "_search"  # a tuned suite's trials, a folder per variant: not among the compared runs
+# a run that says so ended: a trial left running by a killed search is told, not launched again;
+# any other status (running, preempted, none) is a run that did not finish
+ENDED = ("completed", "stopped", "failed")
 
 
 @dataclass
 class TrialResult:
-    status: str  # completed | stopped | failed | running (killed before it could say)
+    status: str  # completed | stopped | failed | running | preempted | missing (never started)
     value: float | None  # selection.value: validation metric of the checkpoint to be tested
-    curve: list[float]
     pruned: bool
+
+    @property
+    def ended(self) -> bool:
+        return self.status in ENDED
 
 
 def read_trial(run_dir: Path) -> TrialResult:
-    status_path, curve_path = run_dir / "status.json", run_dir / CURVE_FILE
+    status_path = run_dir / "status.json"
     status = json.loads(status_path.read_text()) if status_path.exists() else {}
-    curve = json.loads(curve_path.read_text())["values"] if curve_path.exists() else []
     value = (status.get("selection") or {}).get("value")
     usable = status.get("status") in ("completed", "stopped") and value is not None
     return TrialResult(
-        status=status.get("status", "failed"),
+        status=status.get("status", "missing"),
         value=float(value) if usable and not math.isnan(float(value)) else None,
-        curve=curve,
         pruned=str(status.get("stop_reason") or "").startswith("pruned"),
     )
 
