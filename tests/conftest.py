@@ -44,6 +44,14 @@ def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(int(threads))
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``pytest -n N`` the ``slow`` tests come first (in their order), the quick ones
+    after: ``--dist loadgroup`` hands the tests out in this order as the workers free up, so the
+    quick ones fill the end instead of one worker finishing a long run alone."""
+    if hasattr(config, "workerinput"):  # an xdist worker
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def exported_file_data() -> None:
     """The file layouts of ``tests/file_data.py``, exported once (kept between sessions)."""
