@@ -1,9 +1,11 @@
 """Hydra compose-API fixtures: configs as ``train.py`` would see them, with tiny budgets."""
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -26,6 +28,28 @@ FAST_TRAINER = [
     "trainer.enable_model_summary=false",
     "trainer.log_every_n_steps=1",
 ]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under ``pytest -n N`` the workers share the cores: each torch takes its share of them for
+    its intra-op threads (1 each on 2 cores and 2 workers), and so does every process a test
+    starts (the fork server of ``tests/train_cli.py`` imports torch with this environment, a
+    subprocess inherits it); at the default of one thread per core, each worker's threads would
+    wait on the others'."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers is None:  # not an xdist worker: torch's default, a thread per core
+        return
+    threads = str(max(1, len(os.sched_getaffinity(0)) // int(workers)))
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = threads
+    torch.set_num_threads(int(threads))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``pytest -n N`` the ``slow`` tests come first (in their order), the quick ones
+    after: ``--dist loadgroup`` hands the tests out in this order as the workers free up, so the
+    quick ones fill the end instead of one worker finishing a long run alone."""
+    if hasattr(config, "workerinput"):  # an xdist worker
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session", autouse=True)

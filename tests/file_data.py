@@ -7,9 +7,12 @@ tests of ``data=image_folder`` and its kin need no real data and no network.
 says that the same sources already did (the marker holds a hash of this module, the IDX fixture
 and ``datasets/``, so a changed reader, writer or built-in dataset exports again). A layout is
 written into a temporary folder and renamed into place: an interrupted session leaves no half
-layout behind.
+layout behind. Sessions that export at once (the workers of ``pytest -n``, or two sessions on
+one checkout) take turns on a lock file: the first to hold it writes what is stale, the others
+then find it current, so none removes a layout that another has started reading.
 """
 
+import fcntl
 import hashlib
 import shutil
 import tempfile
@@ -104,21 +107,19 @@ def ensure(names: list[str] | None = None) -> None:
     """Export every layout of ``EXPORTS`` (or those of ``names``) not yet exported by the
     current writers."""
     version = _version()
-    for name in names or sorted(EXPORTS):
-        export, target = EXPORTS[name], root(name)
-        marker = target / MARKER
-        if marker.is_file() and marker.read_text() == version:
-            continue
-        TEST_DATA.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=TEST_DATA, prefix=f".{name}-"))
-        try:
-            export(staging)
-            (staging / MARKER).write_text(version)
-            shutil.rmtree(target, ignore_errors=True)
+    TEST_DATA.mkdir(parents=True, exist_ok=True)
+    with open(TEST_DATA / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        for name in names or sorted(EXPORTS):
+            export, target = EXPORTS[name], root(name)
+            marker = target / MARKER
+            if marker.is_file() and marker.read_text() == version:
+                continue
+            staging = Path(tempfile.mkdtemp(dir=TEST_DATA, prefix=f".{name}-"))
             try:
+                export(staging)
+                (staging / MARKER).write_text(version)
+                shutil.rmtree(target, ignore_errors=True)
                 staging.rename(target)
-            except OSError:  # another session exported it meanwhile: keep theirs if current
-                if not (marker.is_file() and marker.read_text() == version):
-                    raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)

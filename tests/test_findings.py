@@ -143,6 +143,7 @@ def test_repeat_difference(tmp_path):
     assert not evaluation.repeat_difference(tmp_path / "a.csv", tmp_path / "b.csv")["ok"]
 
 
+@pytest.mark.slow
 def test_quick_end_to_end(tmp_path):
     out = tmp_path / "results"
     script = ROOT / "scripts" / "findings.py"

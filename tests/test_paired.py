@@ -73,6 +73,7 @@ def test_every_task_has_a_data_config_and_a_loss_pair():
     assert set(DATA_TASKS.values()) == set(TASKS) == set(LOSS_PAIRS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("data", sorted(DATA_TASKS))
 def test_two_losses_at_one_seed_share_weights_and_batches(make_cfg, tmp_path: Path, data: str):
     first, second = LOSS_PAIRS[DATA_TASKS[data]]

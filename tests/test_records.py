@@ -104,6 +104,7 @@ def test_metric_tags_name_the_tail_likelihood_and_prior_metrics(task: str):
     assert set(expected) <= set(tags), sorted(set(expected) - set(tags))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("overrides", "monitor", "mode", "checkpoint"),
     [

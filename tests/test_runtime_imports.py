@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import FAST_TRAINER
 from task_examples import tiny_budget
 
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BLOCKED = ("hypothesis", "timm", "segmentation_models_pytorch", "pandas", "pyarrow")
 
 
+@pytest.mark.slow
 def test_a_tiny_default_training_runs_without_the_blocked_packages(tmp_path: Path):
     # packages of the same names ahead of site-packages: `import hypothesis` raises
     shims = tmp_path / "shim"

@@ -56,6 +56,7 @@ def _dice_iou(predicted: Tensor, truth: Tensor) -> tuple[float, float]:
     return 2 * tp / (2 * tp + errors), tp / (tp + errors)
 
 
+@pytest.mark.slow
 def test_segmentation_run_logs_curve_scores_the_validation_threshold_and_pr_curves(
     make_cfg, tmp_path: Path
 ):

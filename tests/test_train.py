@@ -17,6 +17,7 @@ from trainer.config import ConfigError
 from trainer.run import callback_nodes
 
 
+@pytest.mark.slow
 def test_default_run_logs_everything(make_cfg, tmp_path: Path):
     metrics = train(make_cfg("loss=focal", "trainer.max_epochs=2"))
     events = read_events(tmp_path)
@@ -60,6 +61,7 @@ def test_default_run_logs_everything(make_cfg, tmp_path: Path):
 CALLBACKS = list(OmegaConf.load(Path(__file__).parents[1] / "conf/callbacks/default.yaml"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CALLBACKS)
 def test_a_run_completes_without_any_one_callback(make_cfg, tmp_path: Path, name: str):
     # a user's ~callbacks.<name>: the run still trains, tests and says what it tested
@@ -154,6 +156,7 @@ def test_grad_norm_follows_lightning_cadence_and_every_incident(make_cfg, tmp_pa
     assert dict(scalars["nonfinite/first_step"])[NAN_STEP] == NAN_STEP
 
 
+@pytest.mark.slow
 def test_last_checkpoint_is_the_last_epoch_even_when_it_did_not_improve(make_cfg, tmp_path: Path):
     # lr 0: no epoch improves on the first, so the best checkpoint stays at epoch 0; resume must
     # still continue from the last epoch (Lightning's save_last skips epochs that did not improve)
