@@ -310,6 +310,12 @@ class StatusRecord(dict):
         partial.replace(self.path)
 
 
+def read_status(run_dir: Path) -> dict[str, Any]:
+    """A run dir's ``status.json`` as written (empty when it has none)."""
+    path = Path(run_dir) / "status.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 @contextmanager
 def recorded_status(output_dir: Path, resumed: bool = False) -> Iterator[StatusRecord]:
     """``status.json`` in the run dir: ``running``, then what the run ends as.

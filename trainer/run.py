@@ -6,7 +6,6 @@ preflighted, callbacks, loggers with the run's hyperparameters, fit, test, final
 each of its variants around one shared fit and test.
 """
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from trainer.records import (
     log_start,
     metric_tags,
     nonfinite_counts,
+    read_status,
     recorded_status,
     selection,
     task_record,
@@ -77,10 +77,9 @@ def continue_if_preempted(cfg: DictConfig, output_dir: Path) -> None:
     """A run whose dir says it was preempted (a requeued cluster job, a sweep started again with
     the same ``hydra.sweep.dir``) continues from its checkpoint, as ``resume=<its dir>`` would:
     no option needed. A run given ``resume`` or ``ckpt_path`` is left as it was given."""
-    status = output_dir / "status.json"
-    if cfg.resume is not None or cfg.ckpt_path is not None or not status.is_file():
+    if cfg.resume is not None or cfg.ckpt_path is not None:
         return
-    if json.loads(status.read_text()).get("status") == "preempted":
+    if read_status(output_dir).get("status") == "preempted":
         log.info("%s was preempted: it continues from its checkpoint", output_dir)
         cfg.resume = str(output_dir)
 

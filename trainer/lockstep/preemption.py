@@ -2,7 +2,6 @@
 variant's run dir, each variant's record of the stop, and whether a preempted group continues as
 a group when its sweep runs again."""
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ import lightning as L
 
 from trainer.callbacks.preemption import Preemption, write_checkpoint
 from trainer.preemption import Preempted
-from trainer.records import StatusRecord, first_stop_reason
+from trainer.records import StatusRecord, first_stop_reason, read_status
 
 # how a variant that was not preempted can have ended before the signal, its group still
 # continuing: stopped by its guard (masked out of the group's training), or failed before
@@ -62,11 +61,6 @@ def record_preemption(
             status.update(status="stopped", stop_reason=reason, metrics=dict(fit_metrics[k]))
 
 
-def recorded_status(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "status.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def continuation_blocker(preempted: Sequence[bool], run_dirs: Sequence[Path]) -> str | None:
     """Why a group some of whose variants were preempted (``preempted[k]``: variant ``k``'s run
     dir says so, and it continues from its checkpoint) cannot continue as a group, or None when
@@ -80,7 +74,7 @@ def continuation_blocker(preempted: Sequence[bool], run_dirs: Sequence[Path]) ->
         return None
     steps = set()
     for was_preempted, run_dir in zip(preempted, run_dirs, strict=True):
-        record = recorded_status(run_dir)
+        record = read_status(run_dir)
         if was_preempted:
             steps.add(record["preemptions"][-1]["step"])
         elif record.get("status") not in ENDED_BEFORE:
