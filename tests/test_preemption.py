@@ -74,6 +74,7 @@ def assert_same_end(run_dir: Path, uninterrupted: dict) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("uninterrupted_run")  # one worker: the reference run trains once
 def test_a_sigterm_saves_at_the_next_batch_and_resume_alone_ends_as_if_uninterrupted(
     tmp_path: Path, uninterrupted: dict
 ):
@@ -107,6 +108,7 @@ def test_a_sigterm_saves_at_the_next_batch_and_resume_alone_ends_as_if_uninterru
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("uninterrupted_run")  # one worker: the reference run trains once
 def test_a_slurm_batch_job_requeues_itself_and_its_rerun_continues_in_its_dir(
     tmp_path: Path, uninterrupted: dict
 ):
@@ -141,6 +143,7 @@ def test_a_slurm_batch_job_requeues_itself_and_its_rerun_continues_in_its_dir(
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("uninterrupted_run")  # one worker: the reference run trains once
 def test_a_submitit_job_is_requeued_by_submitit_and_resumes_in_the_sweep(
     tmp_path: Path, uninterrupted: dict
 ):

@@ -308,6 +308,7 @@ def parallel_search(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("parallel_search")  # one worker: the search runs once
 def test_a_parallel_search_stores_its_trials_in_the_journal_and_finds_the_best(
     parallel_search: Path,
 ):
@@ -338,6 +339,7 @@ def test_a_parallel_search_stores_its_trials_in_the_journal_and_finds_the_best(
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("parallel_search")  # one worker: the search runs once
 def test_a_killed_search_resumes_with_the_same_sweep_dir_to_the_same_trials(
     parallel_search: Path, tmp_path: Path
 ):

@@ -23,6 +23,7 @@ TINY_REGRESSION = [
     "data.n_test=64",
     "data.batch_size=32",
     "model.hidden=[32]",
+    "~callbacks.figures",  # the task's figures are test_task_figures' to check
 ]
 
 

@@ -19,6 +19,7 @@ def test_focal_sweep_runs_six_jobs_in_readable_dirs(tmp_path: Path):
         "loss.alpha=0.25,0.5",
         "debug=quick",
         *tiny_budget("seg_imbalanced"),
+        "~callbacks.figures",  # the task's figures are test_task_figures' to check
         "trainer.enable_progress_bar=false",
         f"hydra.sweep.dir={tmp_path}",
     )
@@ -85,6 +86,7 @@ def test_a_choice_sweep_of_losses_runs_each(tmp_path: Path):
         "loss=choice(bce,dice)",
         "debug=quick",
         *tiny_budget("seg_imbalanced"),
+        "~callbacks.figures",  # the task's figures are test_task_figures' to check
         "trainer.enable_progress_bar=false",
         f"hydra.sweep.dir={tmp_path}",
     )
@@ -111,6 +113,7 @@ def test_a_loss_glob_on_a_task_runs_the_losses_that_fit_and_skips_the_others(tmp
         "data=regression",
         "debug=quick",
         *tiny_budget("regression"),
+        "~callbacks.figures",
         "trainer.enable_progress_bar=false",
         f"hydra.sweep.dir={tmp_path}",
     )
