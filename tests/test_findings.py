@@ -266,6 +266,9 @@ def test_what_to_pick_names_the_loss_to_pick_and_the_regime_caveats():
         "regime_checked": True,
     }
     line = writing._pick_line(record)
-    assert "`bce` over `bce_manual` on nonfinite/skipped (`bce_manual` worse by 1" in line
+    assert (
+        "`bce` over `bce_manual` on nonfinite/skipped (expected `bce_manual` worse by 1; "
+        "observed Δ 20.0000 [n/a])" in line
+    )
     assert "Regime flags: `bce` budget too short; `bce_manual` not completed." in line
     assert "About 20 CPU-s per run." in line

@@ -410,7 +410,10 @@ def _pick_line(record: dict[str, Any]) -> str:
             pair = (base, row["key"]) if row["expected"].startswith("worse") else (row["key"], base)
             what = f"`{pair[0]}` over `{pair[1]}` on {check['metric']}"
             if row["label"] == "supported":
-                supported.append(f"{what} (`{row['key']}` {row['expected']}: {_effect(row)})")
+                # the declared effect beside the observed one: a supported check is significant
+                # in its direction, and its mean may still fall short of the declared size
+                expected = f"expected `{row['key']}` {row['expected']}"
+                supported.append(f"{what} ({expected}; observed {_effect(row)})")
             else:
                 open_.append(f"{what} {row['label']}")
     runs = len(record["seeds"]) * len(record["variants"])
@@ -437,8 +440,9 @@ def _what_to_pick(records: list[dict[str, Any]], specs: dict[str, Finding]) -> l
     lines = [
         "## What to pick",
         "",
-        "Per task, the losses whose advantage the evidence below supports (Δ: the mean paired "
-        "difference [its Holm-consistent interval]), what stays open, and what one run costs "
+        "Per task, the losses whose advantage the evidence below supports (the effect each check "
+        "declared, and the observed Δ: the mean paired difference [its Holm-consistent "
+        "interval]), what stays open, and what one run costs "
         "on this CPU (one thread). Generated from the labels; a loss not named here was not "
         "shown to help at these budgets, which is not evidence that it does not.",
         "",
