@@ -17,6 +17,7 @@ from tensorboard.util.tensor_util import make_ndarray
 from torch.utils.tensorboard import SummaryWriter
 from torchmetrics.classification import (
     BinaryAUROC,
+    BinaryAveragePrecision,
     MulticlassCalibrationError,
     MulticlassConfusionMatrix,
 )
@@ -31,6 +32,8 @@ from trainer.metrics import (
     BestThresholdDice,
     DicePerImage,
     MeanPredictorSquaredError,
+    PixelAUROC,
+    PixelAveragePrecision,
     PredictionSample,
     PriorCrossEntropy,
     ReliabilityBins,
@@ -256,6 +259,33 @@ def test_binned_pixel_ap_and_auroc_stay_within_the_stated_binning_bound(seed):
     assert 0 < auroc_bound < 0.01 and 0 < ap_bound < 0.05  # the bounds are informative here
     assert abs(float(got["pixel_auroc"]) - exact_auroc) <= auroc_bound + FLOAT32_ATOL
     assert abs(float(got["pixel_ap"]) - exact_ap) <= ap_bound + FLOAT32_ATOL
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [(PixelAveragePrecision, BinaryAveragePrecision), (PixelAUROC, BinaryAUROC)],
+)
+def test_histogram_binned_curves_keep_torchmetrics_counts_and_values(ours, theirs):
+    # torchmetrics' own binned update is the reference, on batches with pixels at exactly 0, 1
+    # and on grid points (where >= must count them in their own bin), summed over batches
+    thresholds = pixel_curve_thresholds()
+    fast, plain = ours(thresholds=thresholds), theirs(thresholds=thresholds)
+    for seed in range(3):
+        probs, target = _pixel_batch(seed)
+        probs.view(-1)[:50] = thresholds[torch.arange(50) * 4]
+        probs.view(-1)[50:60] = 0.0
+        fast.update(probs, target)
+        plain.update(probs, target)
+    assert torch.equal(fast.confmat, plain.confmat)
+    assert float(fast.compute()) == float(plain.compute())
+
+
+def test_histogram_binned_curves_refuse_logits_and_soft_targets():
+    probs, target = _pixel_batch(0)
+    with pytest.raises(ValueError, match="expected probabilities in \\[0, 1\\]"):
+        PixelAUROC(thresholds=pixel_curve_thresholds()).update(probs.logit(), target)
+    with pytest.raises(ValueError, match="expected a \\{0, 1\\} target"):
+        PixelAUROC(thresholds=pixel_curve_thresholds()).update(probs, target * 0.5)
 
 
 def test_threshold_above_one_keeps_saturated_pixels_in_the_auroc():
