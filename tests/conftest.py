@@ -1,16 +1,19 @@
-"""Hydra compose-API fixtures: configs as ``train.py`` would see them, with tiny budgets."""
+"""Hydra compose-API fixtures: configs as ``train.py`` would see them, with tiny budgets.
+
+torch and the task examples (which import the datamodules, hence Lightning) are imported where
+they are used: under ``pytest -n N`` the controlling process loads this file too, and runs no
+test, so it would spend ~9 s of CPU importing them while the workers start.
+"""
 
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
-from task_examples import default_data, tiny_budget
 
 import train  # noqa: F401  (registers the run_name resolver)
 
@@ -39,6 +42,8 @@ def pytest_configure(config: pytest.Config) -> None:
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if workers is None:  # not an xdist worker: torch's default, a thread per core
         return
+    import torch
+
     threads = str(max(1, len(os.sched_getaffinity(0)) // int(workers)))
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = threads
     torch.set_num_threads(int(threads))
@@ -76,6 +81,8 @@ def make_cfg(tmp_path, request) -> Callable[..., DictConfig]:
     A tiny run draws no task figures unless ``figures=True``: the figures are the task's, whatever
     the loss, and are checked per task (``test_task_figures``) and per lockstep variant; drawing
     them costs half of a tiny classification run."""
+
+    from task_examples import default_data, tiny_budget
 
     def _make(*overrides: str, tiny: bool = True, figures: bool = False) -> DictConfig:
         def choice(group: str, default: str | None) -> str | None:

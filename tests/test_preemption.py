@@ -3,6 +3,7 @@
 requeued (a SLURM batch job through ``scontrol``, a submitit job through submitit's requeue),
 ending where an uninterrupted run ends."""
 
+import csv
 import json
 import os
 import signal
@@ -149,7 +150,8 @@ def test_a_submitit_job_is_requeued_by_submitit_and_resumes_in_the_sweep(
 ):
     """``hydra/launcher=submitit_local`` runs the job as submitit runs it on SLURM: submitit's own
     handler gets the signal after the run saved (and requeues the job: locally, its controller
-    starts the job again); the job, with the same overrides, continues in its run dir."""
+    starts the job again); the job, with the same overrides, continues in its run dir, and the
+    sweep's report reads its result (the submitit launcher's end-to-end test too)."""
     sweep = tmp_path / "sweep"
     result = run_train(
         "-m",
@@ -167,6 +169,10 @@ def test_a_submitit_job_is_requeued_by_submitit_and_resumes_in_the_sweep(
     assert_same_end(run_dir, uninterrupted)
     logs = "".join(p.read_text() for p in sweep.glob(".submitit/*/*_log.out"))
     assert "Requeued job" in logs  # submitit's own requeue, not a second mechanism
+    with open(sweep / "summary.csv") as f:
+        [row] = csv.DictReader(f)
+    assert (row["variant"], row["status"]) == ("mse", "1 completed")
+    assert float(row["test/mae mean"]) == status(run_dir)["metrics"]["test/mae"]
 
 
 def test_a_preempted_epoch_resumes_with_the_batches_it_had_not_trained():
