@@ -163,6 +163,27 @@ def test_loss_lowers_on_its_reference_batch(loss: str, task: str):
     check_overfits(loss, task)
 
 
+@pytest.mark.parametrize(("loss", "task"), pair_params())
+def test_calling_a_loss_changes_none_of_its_state(loss: str, task: str):
+    # the rule for losses (no state changed in forward): a call leaves its buffers, parameters
+    # and attributes as they were, and the same batch gives the same value again (random mining
+    # draws from the global generator: seeded alike before each call)
+    example = task_class(task).example()
+    loss_fn = load_loss(loss, example)
+    outputs, target = example.reference_batch(seed=0)
+    state = {key: value.clone() for key, value in loss_fn.state_dict().items()}
+    attributes = repr({k: v for k, v in vars(loss_fn).items() if not k.startswith("_")})
+    values = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        values.append(loss_fn(outputs, target))
+    torch.testing.assert_close(values[0], values[1], rtol=0, atol=0)
+    after = loss_fn.state_dict()
+    assert after.keys() == state.keys()
+    assert all(torch.equal(after[key], value) for key, value in state.items()), loss
+    assert repr({k: v for k, v in vars(loss_fn).items() if not k.startswith("_")}) == attributes
+
+
 @pytest.mark.parametrize("broken", ["flipped_gradient", "zero_lr"])
 def test_the_overfit_check_catches_a_loss_that_does_not_learn(broken: str):
     task = TASKS["classification"].example()

@@ -10,6 +10,8 @@ Hypothesis runs derandomized (the same examples on every run), and every tensor 
 values or a torch generator seeded from a drawn integer, so a failure replays exactly.
 """
 
+import functools
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +19,7 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 from task_examples import examples, per_item_shapes
 from test_contract import CONF, load_loss, pair_params, task_class
+from torch import nn
 
 FUZZ = settings(
     max_examples=40,
@@ -26,20 +29,33 @@ FUZZ = settings(
 )
 
 
+@functools.cache
+def built_loss(name: str, task_name: str, reduction: str | None = None) -> nn.Module:
+    """The loss built once per test for the task's example data stats: hypothesis draws 40
+    batches, and reading and instantiating the config for each was most of the test's time. A
+    call changes no state of a loss (``test_contract``), so one instance sees every batch."""
+    return load_loss(name, task_class(task_name).example(), reduction)
+
+
+@functools.cache
+def takes_reduction(name: str) -> bool:
+    return "reduction" in OmegaConf.load(CONF / "loss" / f"{name}.yaml")
+
+
 def check_finite_and_shaped(name: str, task_name: str, data: st.DataObject) -> None:
     """One drawn batch through the loss: finite value and gradient (unless the loss says it is
     unstable), and ``reduction='none'`` of a shape the task allows."""
     task = task_class(task_name).example()
     x, target = data.draw(examples(task_name).loss_inputs(task), label="outputs, target")
     x.requires_grad_(True)
-    loss_fn = load_loss(name, task)
+    loss_fn = built_loss(name, task_name)
     loss = loss_fn(x, target)
     (grad,) = torch.autograd.grad(loss, x)
     if getattr(loss_fn, "stable", True):
         assert torch.isfinite(loss), (name, loss)
         assert torch.isfinite(grad).all(), name
-    if "reduction" in OmegaConf.load(CONF / "loss" / f"{name}.yaml"):
-        per_item_fn = load_loss(name, task, reduction="none")
+    if takes_reduction(name):
+        per_item_fn = built_loss(name, task_name, reduction="none")
         per_item = per_item_fn(x.detach(), target)
         allowed = per_item_shapes(task, per_item_fn, x, target)
         assert tuple(per_item.shape) in allowed, (name, tuple(per_item.shape), allowed)
