@@ -274,7 +274,7 @@ SEARCH = [
     "hparams_search=huber",
     "data=regression",
     "model=mlp",
-    "search.n_trials=6",
+    "search.n_trials=4",  # two batches of two: the kill below falls in the second
     "search.parallel=2",
     *TINY_REGRESSION,
     "trainer.deterministic=true",
@@ -314,12 +314,12 @@ def test_a_parallel_search_stores_its_trials_in_the_journal_and_finds_the_best(
 ):
     results = search_trials.read_results(parallel_search / search_trials.RESULTS_FILE)
     journal = parallel_search / search_trials.JOURNAL_FILE
-    assert (results["n_trials"], results["parallel"], results["storage"]) == (6, 2, str(journal))
+    assert (results["n_trials"], results["parallel"], results["storage"]) == (4, 2, str(journal))
     trials = stored_trials(parallel_search)
-    assert [t.state for t in trials] == [COMPLETE] * 6  # one epoch: within the warm-up
+    assert [t.state for t in trials] == [COMPLETE] * 4  # one epoch: within the warm-up
     statuses = [
         json.loads((parallel_search / f"trial={n:03d}" / "status.json").read_text())
-        for n in range(6)
+        for n in range(4)
     ]
     # the objective: the validation value of the checkpoint that would be tested; never test
     values = [s["selection"]["value"] for s in statuses]
@@ -327,7 +327,7 @@ def test_a_parallel_search_stores_its_trials_in_the_journal_and_finds_the_best(
     for trial, value in zip(trials, values, strict=True):  # each trial reported its own epoch
         assert trial.value == pytest.approx(value)
         assert trial.intermediate_values == {0: pytest.approx(value)}
-    assert len(set(values)) == 6  # distinct: which is best is a real choice
+    assert len(set(values)) == 4  # distinct: which is best is a real choice
     assert results["best_value"] == pytest.approx(min(values))
     best = parallel_search / f"trial={results['best_trial']:03d}"
     config = OmegaConf.load(best / ".hydra" / "config.yaml")
@@ -361,9 +361,9 @@ def test_a_killed_search_resumes_with_the_same_sweep_dir_to_the_same_trials(
     assert (sweep / "trial=002" / "status.json").read_text() == ended  # not run again
     trials = stored_trials(sweep)
     whole = stored_trials(parallel_search)
-    # six trials, not nine, the same as a search never stopped (that one in parallel processes)
+    # four trials, not six, the same as a search never stopped (that one in parallel processes)
     assert [(t.params, t.state) for t in trials] == [(t.params, t.state) for t in whole]
     results = search_trials.read_results(sweep / search_trials.RESULTS_FILE)
     expected = search_trials.read_results(parallel_search / search_trials.RESULTS_FILE)
-    assert results["n_trials"] == 6
+    assert results["n_trials"] == 4
     assert results["best_params"] == expected["best_params"]
