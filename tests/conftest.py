@@ -5,6 +5,7 @@ they are used: under ``pytest -n N`` the controlling process loads this file too
 test, so it would spend ~9 s of CPU importing them while the workers start.
 """
 
+import gc
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -55,6 +56,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     quick ones fill the end instead of one worker finishing a long run alone."""
     if hasattr(config, "workerinput"):  # an xdist worker
         items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What the imports and the collection built (half a million objects: torch, Lightning,
+    Hydra, the test items) lives until the session ends, yet each full pass of Python's cyclic
+    garbage collector walks it again (~0.4 s a pass, some twenty passes a worker): moved out of
+    the collector's sight once, after a last collection so no garbage is kept, the passes walk
+    only what the tests made (a third less collector time)."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(scope="session", autouse=True)
