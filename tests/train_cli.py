@@ -11,6 +11,7 @@ tested with real subprocesses in ``test_runtime_imports``, ``test_analysis_impor
 ``test_cli``.
 """
 
+import gc
 import multiprocessing
 import os
 import runpy
@@ -40,6 +41,9 @@ def _script_main(
         os.dup2(target, fd)
         os.close(target)
     sys.argv = [script, *args]
+    # what the server imported lives as long as the child: kept out of the garbage collector's
+    # full passes, which would walk it again (a 6-job sweep's collector time: 0.6 s -> 0.2 s)
+    gc.freeze()
     try:
         runpy.run_path(script, run_name="__main__")
     finally:
