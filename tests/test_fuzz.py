@@ -31,9 +31,10 @@ FUZZ = settings(
 
 @functools.cache
 def built_loss(name: str, task_name: str, reduction: str | None = None) -> nn.Module:
-    """The loss built once per test for the task's example data stats: hypothesis draws 40
-    batches, and reading and instantiating the config for each was most of the test's time. A
-    call changes no state of a loss (``test_contract``), so one instance sees every batch."""
+    """The loss built once per worker for the task's example data stats, not once per drawn
+    batch: hypothesis draws 40 of them per test, and reading and instantiating the config for
+    each was most of the test's time. A call changes no state of a loss (``test_contract``), so
+    one instance sees every batch."""
     return load_loss(name, task_class(task_name).example(), reduction)
 
 
